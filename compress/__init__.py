@@ -1,0 +1,1 @@
+"""cortexedge.compress: magnitude and structured pruning, quantization-aware fine-tuning."""

@@ -1,0 +1,1 @@
+"""The `cortexedge` command line: one subcommand per stage, stages imported lazily."""

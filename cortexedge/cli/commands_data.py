@@ -1,0 +1,75 @@
+"""`cortexedge data`: make synthetic recordings, convert files to the recording format, inspect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cortexedge.errors import CortexEdgeError
+
+
+@click.group()
+def data() -> None:
+    """Make, convert and inspect recordings (.npz)."""
+
+
+def _check_out(out: Path) -> None:
+    if not out.parent.exists():
+        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+
+
+@data.command()
+@click.argument("kind", type=click.Choice(["reaching", "two-photon", "widefield"]))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .npz.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--channels", type=int, default=None, help="Channels / neurons (reaching: 96|192).")
+@click.option("--minutes", type=float, default=None, help="Recording length in minutes.")
+def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float | None) -> None:
+    """Generate a deterministic synthetic recording of KIND."""
+    from cortexedge.train.data.synth import generate
+
+    _check_out(out)
+    kwargs = {k: v for k, v in (("channels", channels), ("minutes", minutes)) if v is not None}
+    rec = generate(kind, seed=seed, **kwargs)
+    rec.save(out)
+    click.echo(f"wrote {out}: {json.dumps(rec.summary())}")
+
+
+@data.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .npz.")
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    help="Reader: auto, or one of the names listed by `cortexedge data formats`.",
+)
+def convert(file: Path, out: Path, fmt: str) -> None:
+    """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB) to a recording."""
+    from cortexedge.train.data.readers import read
+
+    _check_out(out)
+    rec = read(file, fmt=fmt)
+    rec.save(out)
+    click.echo(f"wrote {out}: {json.dumps(rec.summary())}")
+
+
+@data.command()
+def formats() -> None:
+    """List the readers `convert` knows."""
+    from cortexedge.train.data.readers import READERS
+
+    for name, reader in READERS.items():
+        click.echo(f"{name:12s} {reader.description}")
+
+
+@data.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def info(file: Path) -> None:
+    """Validate a recording and print its summary."""
+    from cortexedge.recording import Recording
+
+    click.echo(json.dumps(Recording.load(file).summary(), indent=2))

@@ -1,0 +1,1 @@
+"""cortexedge.export: ONNX step and sequence graphs, verification, the C generator."""

@@ -1,0 +1,1 @@
+"""cortexedge.runtime: torch-free streaming decoders, MAC and footprint counts, profiling."""

@@ -1,0 +1,1 @@
+"""Recording readers, synthetic generators and windowing (numpy only, no torch)."""

@@ -1,0 +1,1 @@
+"""Decoder models: plain `nn.Module`s with `init_state`/`step` next to `forward`."""
