@@ -28,9 +28,9 @@ def _check_out(out: Path) -> None:
 @click.option("--minutes", type=float, default=None, help="Recording length in minutes.")
 def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float | None) -> None:
     """Generate a deterministic synthetic recording of KIND."""
+    _check_out(out)
     from cortexedge.train.data.synth import generate
 
-    _check_out(out)
     kwargs = {k: v for k, v in (("channels", channels), ("minutes", minutes)) if v is not None}
     rec = generate(kind, seed=seed, **kwargs)
     rec.save(out)
@@ -49,9 +49,9 @@ def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float 
 )
 def convert(file: Path, out: Path, fmt: str) -> None:
     """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB) to a recording."""
+    _check_out(out)
     from cortexedge.train.data.readers import read
 
-    _check_out(out)
     rec = read(file, fmt=fmt)
     rec.save(out)
     click.echo(f"wrote {out}: {json.dumps(rec.summary())}")

@@ -1,0 +1,19 @@
+"""Shared fixtures: repository paths and the real-data location (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+REAL_REACHING = REAL_DATA / "imperial_reaching_20ms.npz"
+
+
+@pytest.fixture
+def real_reaching_path() -> Path:
+    """Path to the real reaching recording; skips the test when ../shared is absent."""
+    if not REAL_REACHING.is_file():
+        pytest.skip(f"real recording absent: {REAL_REACHING} (only on project machines)")
+    return REAL_REACHING
