@@ -67,7 +67,7 @@ class Recording:
 
     @property
     def task(self) -> str:
-        """"regression" when continuous targets exist, else "classification"."""
+        """ "regression" when continuous targets exist, else "classification"."""
         return "regression" if self.y is not None else "classification"
 
     def rows(self, split: str) -> np.ndarray:
@@ -230,9 +230,7 @@ class Recording:
             header = json.loads(str(data["header"]))
         except json.JSONDecodeError as e:
             raise RecordingError(f"{path}: header is not valid JSON ({e})") from None
-        split = {
-            name: data[f"split_{name}"] for name in SPLITS if f"split_{name}" in data
-        }
+        split = {name: data[f"split_{name}"] for name in SPLITS if f"split_{name}" in data}
         try:
             return cls(
                 x=data["x"],

@@ -32,7 +32,9 @@ def test_unknown_option_exits_2():
 def test_missing_recording_is_one_line_exit_2(tmp_path):
     r = _run("data", "info", str(tmp_path / "absent.npz"))
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: recording not found: {tmp_path / 'absent.npz'}"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: recording not found: {tmp_path / 'absent.npz'}"
+    ]
     assert "Traceback" not in r.stderr
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import REPO
 
@@ -36,13 +36,15 @@ def test_no_top_level_stage_import(name, tmp_path):
     # run outside the repository so the working directory cannot shadow the install
     r = subprocess.run(
         [sys.executable, "-c", f"import importlib.util as u; print(u.find_spec('{name}'))"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert r.stdout.strip() == "None"
 
 
 def test_stage_namespaces_resolve_to_folders(tmp_path):
-    code = "import cortexedge.train as t, cortexedge.runtime as r; print(t.__file__); print(r.__file__)"
+    code = "import cortexedge.train as t, cortexedge.runtime as r; print(t.__file__, r.__file__)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     train_file, runtime_file = r.stdout.split()
     assert Path(train_file) == REPO / "train" / "__init__.py"

@@ -20,6 +20,20 @@ def _check_out(out: Path) -> None:
         raise CortexEdgeError(f"output folder does not exist: {out.parent}")
 
 
+def _parse_options(options: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs; values parse as JSON numbers/booleans when they can, else stay strings."""
+    parsed = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not key.isidentifier():
+            raise CortexEdgeError(f"--option expects KEY=VALUE, got '{opt}'")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
 @data.command()
 @click.argument("kind", type=click.Choice(["reaching", "two-photon", "widefield"]))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .npz.")
@@ -47,12 +61,19 @@ def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float 
     show_default=True,
     help="Reader: auto, or one of the names listed by `cortexedge data formats`.",
 )
-def convert(file: Path, out: Path, fmt: str) -> None:
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Reader option, repeatable (e.g. bin_width=0.028, behaviour=hand_vel).",
+)
+def convert(file: Path, out: Path, fmt: str, options: tuple[str, ...]) -> None:
     """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB) to a recording."""
     _check_out(out)
     from cortexedge.train.data.readers import read
 
-    rec = read(file, fmt=fmt)
+    rec = read(file, fmt=fmt, **_parse_options(options))
     rec.save(out)
     click.echo(f"wrote {out}: {json.dumps(rec.summary())}")
 

@@ -11,11 +11,16 @@ from cortexedge.errors import CortexEdgeError
 
 
 def _pending(name: str, issue: int, summary: str) -> click.Command:
-    @click.command(name=name, help=f"{summary} (not available in this version).",
-                   context_settings={"ignore_unknown_options": True})
+    @click.command(
+        name=name,
+        help=f"{summary} (not available in this version).",
+        context_settings={"ignore_unknown_options": True},
+    )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def cmd(args: tuple[str, ...]) -> None:
-        raise CortexEdgeError(f"'cortexedge {name}' is not available in this version yet (#{issue})")
+        raise CortexEdgeError(
+            f"'cortexedge {name}' is not available in this version yet (#{issue})"
+        )
 
     return cmd
 

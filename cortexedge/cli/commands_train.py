@@ -1,0 +1,129 @@
+"""`cortexedge train`: fit a registered decoder (or the ridge baseline) on a recording.
+
+The model's constructor sizes come from the recording (channels, outputs, frame shape) through
+its training spec; a TOML `--config` adds [model], [train] and [data] settings; `--epochs` and
+`--seed` override the file. torch loads only when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cortexedge.errors import CortexEdgeError
+
+QUICK = {"epochs": 2, "train_stride": 8, "patience": 2}  # a smoke run, not a result
+
+
+def _build(name: str, rec, cfg, kind: str):
+    """Build model `name` for `rec`: sizes from the recording, then [model], then [data]."""
+    import inspect
+
+    from cortexedge.train.config import check_model_keys
+    from cortexedge.train.models.registry import MODELS, build_model
+    from cortexedge.train.specs import spec_for
+
+    cls = MODELS[name]
+    spec = spec_for(name)
+    spec.check(rec, kind, name)
+    check_model_keys(cfg, cls)
+    implied = spec.build_kwargs(rec, kind)
+    for key, value in cfg.model.items():
+        if key in implied and implied[key] != value:
+            raise CortexEdgeError(
+                f"model.{key}={value} does not match the recording ({key}={implied[key]})"
+            )
+    params = inspect.signature(cls).parameters
+    # windowing parameters the model also takes (AEGRU's bin_width, num_steps) go to both
+    shared = {k: v for k, v in cfg.data.items() if k in params}
+    return build_model(name, **{**implied, **shared, **cfg.model})
+
+
+@click.command()
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Recording (.npz) to train on.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    required=True,
+    help="A registered model (aegru, gru, lstm, cnn_bilstm, cnn_rnn, roi_gru) or ridge.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML file with [model], [train] and [data] tables.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder (created; its parent must exist).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train] epochs.")
+@click.option("--seed", type=int, default=None, help="Override [train] seed.")
+@click.option("--quick", is_flag=True, help="Smoke run: 2 epochs on every 8th training window.")
+def train(
+    data_path: Path,
+    model_name: str,
+    config_path: Path | None,
+    out: Path,
+    epochs: int | None,
+    seed: int | None,
+    quick: bool,
+) -> None:
+    """Train a decoder on a recording; writes the checkpoint, metrics.json and epochs.jsonl."""
+    from cortexedge.recording import Recording
+    from cortexedge.train.config import RunConfig, load_config
+    from cortexedge.train.models.registry import MODELS
+
+    if not out.parent.is_dir():
+        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+    if model_name != "ridge" and model_name not in MODELS:
+        known = ", ".join([*sorted(MODELS), "ridge"])
+        raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")
+    cfg = load_config(config_path) if config_path is not None else RunConfig()
+    rec = Recording.load(data_path)
+    settings = {**cfg.train, **(QUICK if quick else {})}
+    settings.update({k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None})
+    if model_name == "ridge":
+        metrics = _ridge(rec, cfg, out)
+    else:
+        metrics = _neural(rec, model_name, cfg, settings, out)
+    summary = {s: metrics[s] for s in ("val", "test") if s in metrics}
+    click.echo(f"wrote {out}: {json.dumps(summary)}")
+
+
+def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
+    from cortexedge.train.fit import fit
+    from cortexedge.train.specs import target_kind
+
+    model = _build(name, rec, cfg, target_kind(rec, settings.get("task")))
+    return fit(model, rec, out=out, data=cfg.data, **settings).metrics
+
+
+def _ridge(rec, cfg, out: Path) -> dict:
+    from cortexedge.train.ridge import fit_ridge
+
+    unknown = [f"model.{k}" for k in cfg.model if k != "alpha"]
+    unknown += [f"data.{k}" for k in cfg.data if k not in ("bin_width", "num_steps")]
+    if unknown or cfg.train:
+        bad = (unknown or [f"train.{k}" for k in cfg.train])[0]
+        raise CortexEdgeError(
+            f"unknown key '{bad}' for ridge (it takes model.alpha, data.bin_width, data.num_steps)"
+        )
+    return fit_ridge(
+        rec,
+        lags=cfg.data.get("num_steps", 5),
+        bin_width=cfg.data.get("bin_width", 20),
+        alpha=cfg.model.get("alpha"),
+        out=out,
+    ).metrics
