@@ -79,7 +79,7 @@ def profile(
     json_out: Path | None,
     plot: Path | None,
 ) -> None:
-    """Stream DECODER (.onnx) bin by bin: latency, deadlines, MACs, footprint, accuracy."""  # noqa: D401
+    """Stream DECODER (.onnx) bin by bin: latency, deadlines, MACs, footprint, accuracy."""
     from cortexedge.runtime import profile as prof
     from cortexedge.runtime import report
     from cortexedge.runtime.backends import BACKENDS

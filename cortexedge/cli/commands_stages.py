@@ -29,6 +29,5 @@ COMMANDS = [
     _pending("train", 3, "Train a decoder on a recording"),
     _pending("compress", 4, "Prune and quantize a trained decoder"),
     _pending("export", 5, "Export a decoder to ONNX or C"),
-    _pending("profile", 6, "Stream a decoder bin by bin and report latency, MACs and footprint"),
     _pending("demo", 8, "Run the end-to-end demo"),
 ]

@@ -1,0 +1,56 @@
+"""The backend interface of the streaming runtime and the registry of available backends.
+
+A backend runs one step graph for a fixed number of streams (`batch`) and owns the recurrent
+state between calls. StreamingDecoder and MultiStreamDecoder only talk to this interface, so a
+new backend (the C backend of the C-export issue) slots in by adding one module: if
+`cortexedge.runtime.backend_c` exists and defines `CBackend`, it is registered as "c".
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.runtime.backend_numpy import NumpyBackend
+from cortexedge.runtime.backend_ort import OrtBackend
+from cortexedge.runtime.model import LoadedModel
+
+
+class Backend(Protocol):
+    """What StreamingDecoder needs from an execution engine.
+
+    - `__init__(model, batch, threads)`: load the validated model for `batch` streams and
+      preallocate every buffer; the state starts at the metadata's initial value.
+    - `step(x)`: x is a validated [batch, *input shape] array in the input dtype; returns y
+      [batch, D], a buffer the backend reuses on the next step (copy it to keep it).
+      The new state replaces the old one only when the step succeeds.
+    - `read_state()` / `write_state(states)`: copies of the state tensors by name (batch on
+      each state's batch axis); `write_state` of the initial states is a reset.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None: ...
+
+    def step(self, x: np.ndarray) -> np.ndarray: ...
+
+    def read_state(self) -> dict[str, np.ndarray]: ...
+
+    def write_state(self, states: dict[str, np.ndarray]) -> None: ...
+
+
+BACKENDS: dict[str, type[Backend]] = {"ort": OrtBackend, "numpy": NumpyBackend}
+
+if importlib.util.find_spec("cortexedge.runtime.backend_c") is not None:
+    BACKENDS["c"] = importlib.import_module("cortexedge.runtime.backend_c").CBackend
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend registered under `name`, or a one-line error listing the available ones."""
+    if name not in BACKENDS:
+        raise CortexEdgeError(f"backend '{name}' is not available (choose from {sorted(BACKENDS)})")
+    return BACKENDS[name]

@@ -1,0 +1,118 @@
+"""StreamingDecoder: one stream of bins in, one prediction per bin out.
+
+It loads and validates an exported decoder (the metadata contract), allocates the recurrent
+state from the metadata and steps a backend ("ort", "numpy", or "c" when built). Every bin is
+validated before it reaches the backend; a bad bin raises CortexEdgeError naming its index
+(counted since the last reset) and leaves the state exactly as it was.
+
+Missing bins (`step(None)`) follow the policy chosen at construction:
+- "hold": decode the last valid bin again (a zero bin if none since the reset);
+- "zero": decode a zero-filled bin (silence);
+- "reset": reset the state to its initial value, then decode a zero-filled bin from it, so
+  the output is the decoder's resting output and decoding restarts cleanly.
+A missing bin counts as a bin (time passed), so bin indices keep matching wall-clock bins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.runtime.backends import backend_class
+from cortexedge.runtime.inputs import BinChecker, check_states
+from cortexedge.runtime.model import load_decoder
+
+
+class StreamingDecoder:
+    """Decode one stream bin by bin with a validated exported decoder."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        backend: str = "ort",
+        threads: int = 1,
+        missing: str = "hold",
+    ) -> None:
+        if missing not in _MISSING:
+            raise CortexEdgeError(f"missing: '{missing}' is not one of {sorted(_MISSING)}")
+        if threads < 1:
+            raise CortexEdgeError(f"threads: must be >= 1, got {threads}")
+        cls = backend_class(backend)
+        self.model = load_decoder(path)
+        self.meta = self.model.meta
+        self.model.check_batch(1)
+        self.backend = backend
+        self.missing = missing
+        self._backend = cls(self.model, batch=1, threads=threads)
+        self._check = BinChecker(self.meta.input)
+        self._initial = self.model.initial_states(1)
+        self._zero = np.zeros((1, *self.meta.input.shape), dtype=self.meta.input.dtype)
+        self._last = self._zero.copy()
+        self._bins = 0
+
+    @property
+    def bins_since_reset(self) -> int:
+        """Bins decoded (missing ones included) since construction or the last reset."""
+        return self._bins
+
+    def reset(self) -> None:
+        """Return the state to its initial value and restart the bin count."""
+        self._backend.write_state(self._initial)
+        self._last[...] = 0
+        self._bins = 0
+
+    def step(self, bin: np.ndarray | None) -> np.ndarray:
+        """Decode one bin (shape = the metadata's input shape); None is a missing bin.
+
+        Returns the output vector [D] (a copy).
+        """
+        if bin is None:
+            x = _MISSING[self.missing](self)
+        else:
+            where = f"bin {self._bins}"
+            x = self._check(bin, None, where, lambda _: where)
+        y = self._backend.step(x)
+        if bin is not None and self.missing == "hold":
+            np.copyto(self._last, x)
+        self._bins += 1
+        return y[0].copy()
+
+    def run(self, bins: np.ndarray) -> np.ndarray:
+        """Decode consecutive bins [T, *input shape]; the same results as T calls of `step`.
+
+        All bins are validated before any is decoded, so a bad bin changes nothing.
+        """
+        arr = np.asarray(bins)
+        n, start = (arr.shape[0] if arr.ndim else 0), self._bins
+        x = self._check(arr, n, f"bins {start}..{start + n - 1}", lambda r: f"bin {start + r}")
+        out = np.empty((n, len(self.meta.outputs)), dtype=self.model.y_dtype)
+        for i in range(n):
+            out[i] = self._backend.step(x[i : i + 1])[0]
+            self._bins += 1
+        if n and self.missing == "hold":
+            np.copyto(self._last, x[-1:])
+        return out
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of the recurrent state, name -> array (shapes as in the metadata)."""
+        return self._backend.read_state()
+
+    @state.setter
+    def state(self, states: dict[str, np.ndarray]) -> None:
+        self._backend.write_state(check_states(states, self._initial))
+
+
+def _reset_then_zero(decoder: StreamingDecoder) -> np.ndarray:
+    decoder.reset()
+    return decoder._zero
+
+
+_MISSING: dict[str, Callable[[StreamingDecoder], np.ndarray]] = {
+    "hold": lambda d: d._last,
+    "zero": lambda d: d._zero,
+    "reset": _reset_then_zero,
+}

@@ -1,0 +1,123 @@
+"""A small ONNX graph interpreter on numpy: the engine of the numpy backend and of graph_macs.
+
+At load it decodes initializers and attributes once, orders the nodes topologically, checks
+that every op is in the registry (`numpy_ops.OPS`) and folds every node whose inputs are all
+constant (weights behind DequantizeLinear, gate-reordering Slices, shape constants). `run` then
+executes only the remaining nodes and returns every tensor it computed, so callers can read
+outputs or trace intermediate shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cortexedge.errors import ContractError
+from cortexedge.runtime.numpy_ops import OPS, Kernel
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node to execute: its kernel, decoded attributes and tensor names."""
+
+    name: str
+    op_type: str
+    kernel: Kernel
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict
+
+
+def _attribute(a: Any) -> Any:
+    """An ONNX attribute as a Python value: tensors to numpy, strings to str."""
+    from onnx import helper, numpy_helper
+
+    value = helper.get_attribute_value(a)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    if hasattr(value, "data_type"):
+        return numpy_helper.to_array(value)
+    return value
+
+
+def _topological(nodes: list, available: set[str]) -> list:
+    """Nodes in an order where every input is produced before use (ONNX order when valid)."""
+    done, order, pending = set(available) | {""}, [], list(nodes)
+    while pending:
+        waiting = []
+        for n in pending:
+            if all(i in done for i in n.input):
+                done.update(n.output)
+                order.append(n)
+            else:
+                waiting.append(n)
+        if len(waiting) == len(pending):
+            n = waiting[0]
+            missing = next(i for i in n.input if i not in done)
+            raise ContractError(f"graph node '{n.name}' ({n.op_type}) reads '{missing}', "
+                                "which nothing produces")  # fmt: skip
+        pending = waiting
+    return order
+
+
+class NumpyGraph:
+    """An ONNX graph compiled for repeated numpy execution (constants folded at load)."""
+
+    def __init__(self, model: Any) -> None:
+        from onnx import numpy_helper
+
+        graph = model.graph
+        self.constants: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in graph.initializer
+        }
+        self.initializers = frozenset(self.constants)
+        self.inputs = [i.name for i in graph.input if i.name not in self.initializers]
+        self.outputs = [o.name for o in graph.output]
+        self.plan: list[Step] = []
+        for node in _topological(list(graph.node), set(self.inputs) | self.initializers):
+            step = self._compile(node)
+            if all(i == "" or i in self.constants for i in step.inputs):
+                _execute([step], self.constants)
+            else:
+                self.plan.append(step)
+
+    @staticmethod
+    def _compile(node: Any) -> Step:
+        kernel = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if kernel is None:
+            domain = f" (domain '{node.domain}')" if node.domain else ""
+            raise ContractError(
+                f"op '{node.op_type}'{domain} of node '{node.name}' is not supported by "
+                "the numpy backend"
+            )
+        attrs = {a.name: _attribute(a) for a in node.attribute}
+        attrs["_outputs"] = len(node.output)
+        return Step(node.name, node.op_type, kernel, tuple(node.input), tuple(node.output), attrs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Execute the graph; returns every tensor by name (constants, feeds, intermediates)."""
+        env = dict(self.constants)
+        env.update(feeds)
+        _execute(self.plan, env)
+        return env
+
+
+def _execute(steps: list[Step], env: dict[str, np.ndarray]) -> None:
+    """Run `steps` in order, reading and writing tensors in `env` (the hot path)."""
+    step = None
+    try:
+        for step in steps:
+            results = step.kernel([env[i] if i else None for i in step.inputs], step.attrs)
+            # a kernel may return optional outputs the node does not name (Dropout's mask)
+            for name, value in zip(step.outputs, results, strict=False):
+                env[name] = value
+    except ContractError:
+        raise
+    except (ValueError, IndexError, TypeError, KeyError) as e:
+        raise ContractError(
+            f"numpy backend: node '{step.name}' ({step.op_type}) failed: {e}"
+        ) from None
