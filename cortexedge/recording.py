@@ -23,6 +23,12 @@ MODALITIES = ("spikes", "calcium", "widefield")
 SPLITS = ("train", "val", "test")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @dataclass
 class Recording:
     """Neural input `x` with its targets, bin width, segment ids and train/val/test split.
@@ -200,6 +206,7 @@ class Recording:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez_compressed(f, **arrays)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
