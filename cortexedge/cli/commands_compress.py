@@ -45,31 +45,71 @@ def _table(stages: list[dict]) -> str:
 
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output checkpoint folder (created; must differ from RUN).")  # fmt: skip
-@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
-              help="Recording (.npz) to fine-tune and evaluate on.")  # fmt: skip
-@click.option("--sparsity", type=float, default=0.0, show_default=True,
-              help="Magnitude pruning: fraction of weights set to zero, in [0, 1).")  # fmt: skip
-@click.option("--structured", type=float, default=0.0, show_default=True,
-              help="Fraction of channels and recurrent hidden units removed, in [0, 1).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output checkpoint folder (created; must differ from RUN).",
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Recording (.npz) to fine-tune and evaluate on.",
+)
+@click.option(
+    "--sparsity",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Magnitude pruning: fraction of weights set to zero, in [0, 1).",
+)
+@click.option(
+    "--structured",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Fraction of channels and recurrent hidden units removed, in [0, 1).",
+)
 @click.option("--bits", type=int, default=None, help="Weight bits for QAT (8, 4 or 3).")
 @click.option("--act-bits", type=int, default=8, show_default=True, help="Activation bits.")
 @click.option("--per-channel", is_flag=True, help="Per-output-channel weight scales.")
 @click.option("--scope", default="global", show_default=True, help="global or layer.")
 @click.option("--schedule", default="oneshot", show_default=True, help="oneshot or gradual.")
-@click.option("--importance", default="magnitude", show_default=True,
-              help="Structured importance: magnitude or taylor.")  # fmt: skip
-@click.option("--finetune-epochs", type=int, default=10, show_default=True,
-              help="Fine-tuning epochs after each stage.")  # fmt: skip
+@click.option(
+    "--importance",
+    default="magnitude",
+    show_default=True,
+    help="Structured importance: magnitude or taylor.",
+)
+@click.option(
+    "--finetune-epochs",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Fine-tuning epochs after each stage.",
+)
+@click.option(
+    "--qat-epochs",
+    type=int,
+    default=None,
+    help="Fine-tuning epochs of the quantized model (default: --finetune-epochs).",
+)
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="Fine-tuning rate.")
-@click.option("--train-stride", type=int, default=None,
-              help="Keep every n-th training window (default: the run's).")  # fmt: skip
+@click.option(
+    "--train-stride",
+    type=int,
+    default=None,
+    help="Keep every n-th training window (default: the run's).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: fit's).")
 def compress(
     run: Path, out: Path, data_path: Path | None, sparsity: float, structured: float,
     bits: int | None, act_bits: int, per_channel: bool, scope: str, schedule: str,
-    importance: str, finetune_epochs: int, lr: float, train_stride: int | None, seed: int,
+    importance: str, finetune_epochs: int, qat_epochs: int | None, lr: float,
+    train_stride: int | None, seed: int, threads: int | None,
 ) -> None:  # fmt: skip
     """Compress the decoder of run folder RUN into a new checkpoint folder."""
     from cortexedge.compress.recipe import Recipe
@@ -77,15 +117,16 @@ def compress(
     recipe = Recipe(
         sparsity=sparsity, structured=structured, bits=bits, act_bits=act_bits,
         per_channel=per_channel, scope=scope, schedule=schedule, importance=importance,
-        finetune_epochs=finetune_epochs, lr=lr, seed=seed,
+        finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, lr=lr, seed=seed,
     )  # fmt: skip
     recipe.validate()
     if out.resolve() == run.resolve():
         raise CortexEdgeError(f"--out must differ from the input checkpoint {run}")
     if not out.parent.is_dir():
         raise CortexEdgeError(f"output folder does not exist: {out.parent}")
-    if train_stride is not None and train_stride < 1:
-        raise CortexEdgeError(f"--train-stride must be >= 1, got {train_stride}")
+    for name, value in (("--train-stride", train_stride), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise CortexEdgeError(f"{name} must be >= 1, got {value}")
 
     from cortexedge.compress.artifacts import CONFIG_KEY, load_compressed, save_compressed
     from cortexedge.compress.recipe import compress as run_recipe
@@ -102,7 +143,7 @@ def compress(
     task = None if config.get("task") in (None, "regression") else "classification"
     result = run_recipe(
         model, rec, recipe, family=config.get("family"), data=windowing or None,
-        task=task, train_stride=stride,
+        task=task, train_stride=stride, **({"threads": threads} if threads else {}),
     )  # fmt: skip
     extra = {k: config[k] for k in CARRIED if k in config}
     save_compressed(result, out, extra={**extra, "source": str(run)})

@@ -36,9 +36,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from cortexedge.cli import commands_data, commands_profile, commands_stages
+    from cortexedge.cli import commands_compress, commands_data, commands_profile, commands_stages
 
     cli.add_command(commands_data.data)
+    cli.add_command(commands_compress.compress)
     cli.add_command(commands_profile.profile)
     for cmd in commands_stages.COMMANDS:
         cli.add_command(cmd)
