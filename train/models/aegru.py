@@ -145,7 +145,8 @@ class AEGRU(nn.Module):
 
     def _zero_hidden(self, batch: int) -> list[Tensor]:
         w = self.readout.weight
-        return [w.new_zeros(batch, self.hidden) for _ in range(self.layers)]
+        # widths come from the cells, so a structurally pruned model still allocates right
+        return [w.new_zeros(batch, cell.hidden_size) for cell in self.cells]
 
     def forward(self, x: Tensor) -> Tensor:
         """Binned counts x [B, S, C] -> y [B, S, D], GRU from zero state (z = mu)."""

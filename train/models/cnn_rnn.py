@@ -107,7 +107,7 @@ class CNNRNN(nn.Module):
         """Zero frames [B, F-1, H, W] and zero hidden state [layers, B, hidden]."""
         w = self.readout.weight
         frames = w.new_zeros(batch, self.frames_per_input - 1, *self.frame_shape)
-        return frames, w.new_zeros(self.layers, batch, self.hidden)
+        return frames, w.new_zeros(self.rnn.num_layers, batch, self.rnn.hidden_size)
 
     def step(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One frame x_t [B, H, W] -> (logit [B, out_dim], new state)."""

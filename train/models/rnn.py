@@ -66,7 +66,8 @@ class RecurrentDecoder(nn.Module):
     def init_state(self, batch: int) -> tuple[Tensor, ...]:
         """Zero state: one [layers, B, H] tensor per name in `state_names()`."""
         w = self.readout.weight
-        return tuple(w.new_zeros(self.layers, batch, self.hidden) for _ in self.state_kinds)
+        shape = (self.rnn.num_layers, batch, self.rnn.hidden_size)  # from the layer: prunable
+        return tuple(w.new_zeros(shape) for _ in self.state_kinds)
 
     def step(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One row x_t [B, C] -> (y_t [B, D], new state)."""
