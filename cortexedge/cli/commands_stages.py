@@ -26,7 +26,6 @@ def _pending(name: str, issue: int, summary: str) -> click.Command:
 
 
 COMMANDS = [
-    _pending("train", 3, "Train a decoder on a recording"),
     _pending("export", 5, "Export a decoder to ONNX or C"),
     _pending("demo", 8, "Run the end-to-end demo"),
 ]

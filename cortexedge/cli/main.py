@@ -36,9 +36,16 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from cortexedge.cli import commands_compress, commands_data, commands_profile, commands_stages
+    from cortexedge.cli import (
+        commands_compress,
+        commands_data,
+        commands_profile,
+        commands_stages,
+        commands_train,
+    )
 
     cli.add_command(commands_data.data)
+    cli.add_command(commands_train.train)
     cli.add_command(commands_compress.compress)
     cli.add_command(commands_profile.profile)
     for cmd in commands_stages.COMMANDS:

@@ -44,10 +44,10 @@ def test_velocity_rows_and_segments(tmp_path: Path) -> None:
     rec = read(save(tmp_path))
     assert rec.meta["source"] == "imperial_reaching" and rec.bin_ms == 20.0
     assert rec.x.shape == (20, 4) and rec.y.shape == (20, 2)  # 30 rows minus 10 first rows
-    # trial 11: x 0 -> 0.1 -> 0.3 and y 1 -> 1 -> 0.8 over 20 ms bins, in mm/s
-    np.testing.assert_allclose(rec.y[:2], [[5.0, 0.0], [10.0, -10.0]], rtol=1e-5, atol=1e-4)
-    # later trials: x and y both step by 3 mm per row -> 150 mm/s
-    np.testing.assert_allclose(rec.y[2:], 150.0, rtol=1e-6)
+    # trial 11: x 0 -> 0.1 -> 0.3 and y 1 -> 1 -> 0.8 mm over 20 ms bins, in m/s
+    np.testing.assert_allclose(rec.y[:2], [[0.005, 0.0], [0.010, -0.010]], rtol=1e-5, atol=1e-7)
+    # later trials: x and y both step by 3 mm per row -> 0.15 m/s
+    np.testing.assert_allclose(rec.y[2:], 0.150, rtol=1e-6)
     np.testing.assert_array_equal(rec.x[:2], a["spikes"][1:3])  # first row of the trial dropped
     np.testing.assert_array_equal(rec.segment, np.repeat(np.arange(11, 21), 2))
     assert rec.meta["trial_direction"] == {str(k): 1 if k <= 15 else 2 for k in range(11, 21)}
@@ -154,12 +154,15 @@ def test_real_velocity_of_one_trial(real) -> None:
     rec, raw = real
     rows = np.flatnonzero(raw["trial"] == 37)
     pos = raw["hand_pos"][rows].astype(np.float64)
-    expected = np.array(
-        [
-            [(pos[i, 0] - pos[i - 1, 0]) / 0.020, (pos[i, 1] - pos[i - 1, 1]) / 0.020]
-            for i in range(1, len(rows))
-        ]
-    )
+    expected = (
+        np.array(
+            [
+                [(pos[i, 0] - pos[i - 1, 0]) / 0.020, (pos[i, 1] - pos[i - 1, 1]) / 0.020]
+                for i in range(1, len(rows))
+            ]
+        )
+        / 1000.0
+    )  # mm/s -> m/s
     mine = rec.segment == 37
-    np.testing.assert_allclose(rec.y[mine], expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(rec.y[mine], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(rec.x[mine], raw["spikes"][rows[1:]])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ def write_nwb(path: Path, trials=(), units=UNITS, position=None, extra_series=()
     pynwb = pytest.importorskip("pynwb")
     from pynwb.behavior import Position
 
-    f = pynwb.NWBFile("test", "id0", datetime(2024, 1, 1, tzinfo=timezone.utc))
+    f = pynwb.NWBFile("test", "id0", datetime(2024, 1, 1, tzinfo=UTC))
     for times in units:
         f.add_unit(spike_times=list(times))
     for start, stop in trials:

@@ -1,0 +1,190 @@
+"""Safe checkpoints: weights as safetensors plus a JSON config that says how to rebuild the model.
+
+A checkpoint folder holds `model.safetensors` (every parameter and buffer of the state dict) and
+`config.json` (registry name, constructor arguments from `model.config()`, and whatever the
+caller adds: preprocessing, data fingerprint, seed). Both are written to a temporary name in the
+same folder and renamed, so a crash never leaves a half-written file. Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cortexedge.errors import CheckpointError
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+_RESERVED = ("format_version", "model", "model_class", "model_config", "versions")
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (np.ndarray, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def write_json(path: Path, obj: dict) -> Path:
+    """Write a dict as indented JSON, atomically (numpy scalars become plain numbers)."""
+    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
+    return write_atomic(path, (text + "\n").encode())
+
+
+def registered_name(model: nn.Module) -> str | None:
+    """The registry name of the model's class, or None for a model that is not registered."""
+    from cortexedge.train.models.registry import model_name
+
+    try:
+        return model_name(model)
+    except CheckpointError:
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that produced an artifact."""
+    import safetensors
+
+    from cortexedge import __version__
+
+    return {
+        "cortexedge": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def save_checkpoint(
+    model: nn.Module, folder: str | os.PathLike, *, extra: dict | None = None
+) -> Path:
+    """Save `model` to `folder` (created if needed) and return the folder.
+
+    `extra` holds run facts stored at the top level of config.json (preprocessing, data
+    fingerprint, seed, ...); it may not reuse the reserved keys.
+    """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"save_checkpoint: extra may not set reserved keys {clash}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # clone so that tensors sharing storage are saved independently (safetensors refuses aliasing)
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    from safetensors.torch import save
+
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": registered_name(model),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_config": model.config() if hasattr(model, "config") else None,
+        "versions": package_versions(),
+        **extra,
+    }
+    write_atomic(folder / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+    write_json(folder / CONFIG_FILE, config)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """Read and check a checkpoint's config.json (no weights)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: missing {CONFIG_FILE} (not a checkpoint folder?)")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "format_version" not in config:
+        raise CheckpointError(f"{path}: missing 'format_version' (not a cortexedge checkpoint?)")
+    if int(config["format_version"]) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format version {config['format_version']} is newer than this cortexedge "
+            f"({FORMAT_VERSION}); upgrade cortexedge"
+        )
+    return config
+
+
+def _build(config: dict, folder: Path) -> nn.Module:
+    from cortexedge.train.models.registry import MODELS, build_model
+
+    name = config.get("model")
+    if name not in MODELS:
+        raise CheckpointError(
+            f"{folder}: unknown model class '{name or config.get('model_class')}' "
+            f"(registered: {', '.join(sorted(MODELS))}); pass the model to load_checkpoint"
+        )
+    try:
+        return build_model(name, **(config.get("model_config") or {}))
+    except CheckpointError as e:
+        raise CheckpointError(f"{folder}: {e}") from None
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], model: nn.Module, path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    if missing:
+        raise CheckpointError(f"{path}: missing tensors {', '.join(missing)}")
+    unexpected = [k for k in tensors if k not in expected]
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected tensors {', '.join(unexpected)}")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{path}: tensor '{k}' has shape {list(tensors[k].shape)}, "
+                f"the model expects {list(v.shape)}"
+            )
+
+
+def load_checkpoint(
+    folder: str | os.PathLike, model: nn.Module | None = None
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint (or fill the given `model`) and return it in eval mode.
+
+    Pass `model` for a class that is not in the registry. Raises CheckpointError for a missing
+    folder or file, a corrupted weights file, an unknown model class or mismatching tensors.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except Exception as e:  # safetensors raises its own error types for every kind of damage
+        raise CheckpointError(f"{path}: corrupted safetensors file ({e})") from None
+    if model is None:
+        model = _build(config, folder)
+    _check_tensors(tensors, model, path)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval(), config

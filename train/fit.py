@@ -1,0 +1,380 @@
+"""The fit loop for any decoder: windows -> Adam + cosine schedule -> best-on-validation weights.
+
+`fit` trains any `nn.Module` that maps a batch of windows to outputs. How the recording becomes
+windows and which loss applies come from the model family's training spec (`specs.py`), or from
+the `windows`/`loss` arguments. Seeds (torch, numpy, random) are fixed and recorded; spike
+inputs get AEGRU's Poisson jitter; the weights with the best validation score (R², or balanced
+accuracy for classifiers) are kept. With `out`, the run folder receives `epochs.jsonl` (one line
+per epoch), `metrics.json` and the checkpoint (`checkpoint.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cortexedge import metrics as M
+from cortexedge.errors import CortexEdgeError
+from cortexedge.recording import SPLITS, Recording
+from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
+from cortexedge.train.data.windows import Windows
+from cortexedge.train.progress import TrainProgress
+from cortexedge.train.specs import (
+    TARGET_KINDS,
+    LossFn,
+    TrainingSpec,
+    criterion_loss,
+    end_scores,
+    spec_for,
+    target_kind,
+    window_targets,
+)
+
+WindowsArg = Mapping[str, Windows] | Callable[[Recording, str, int], Windows]
+EVAL_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The optimisation settings of one run (recorded in the checkpoint's config.json)."""
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    patience: int = 10
+    seed: int = 0
+    augment_poisson: float = 0.5
+    grad_clip: float | None = 1.0
+    train_stride: int = 1
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience", "train_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CortexEdgeError(f"train.{name}: expected a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise CortexEdgeError(f"train.lr: expected a positive number, got {self.lr!r}")
+        if not 0 <= self.augment_poisson <= 1:
+            got = self.augment_poisson
+            raise CortexEdgeError(f"train.augment_poisson: expected a probability, got {got!r}")
+
+
+@dataclass
+class FitResult:
+    """A finished run: the model (best-validation weights, eval mode) and what it scored."""
+
+    model: nn.Module
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    out: Path | None = None
+    config: dict = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Fix the seeds of random, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def poisson_jitter(x: Tensor, p: float, rng: np.random.Generator) -> Tensor:
+    """AEGRU augmentation: each element is replaced by a Poisson(x) draw with probability p.
+
+    Drawn with numpy, which is several times faster than torch.poisson on CPU.
+    """
+    a = x.numpy().copy()
+    mask = rng.random(a.shape) < p
+    a[mask] = rng.poisson(a[mask])
+    return torch.from_numpy(a)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def regression_metrics(target: np.ndarray, pred: np.ndarray) -> dict:
+    """R² (NeuroBench) and correlation of end-of-window predictions."""
+    return {"r2": M.r2_score(target, pred), "corr": M.correlation(target, pred)}
+
+
+def class_metrics(target: np.ndarray, scores: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, F1, AUC and the majority-class rate (chance level)."""
+    return {**M.classification_report(target, scores), "majority_rate": M.majority_rate(target)}
+
+
+_REGRESSION = (regression_metrics, ("r2", "corr"))
+# classifiers default to balanced accuracy: AUC ignores the decision threshold (it can peak
+# while every window is still called negative) and plain accuracy rewards the majority class
+_CLASSES = (class_metrics, ("balanced_accuracy", "auc", "accuracy", "f1"))
+# target kind -> (metrics of end-of-window targets and predictions, monitorable names, default 1st)
+SPLIT_METRICS = {
+    "regression": _REGRESSION,
+    "binary": _CLASSES,
+    "multilabel": _CLASSES,
+    "multiclass": _CLASSES,
+}
+
+
+@dataclass
+class WindowSet:
+    """One split's windows as tensors: inputs [N, L, ...] and per-step targets [N, L, ...]."""
+
+    x: Tensor
+    target: Tensor
+
+    @classmethod
+    def of(cls, w: Windows, kind: str) -> WindowSet:
+        x = torch.from_numpy(np.ascontiguousarray(w.x, dtype=np.float32))
+        target = torch.from_numpy(np.ascontiguousarray(window_targets(w, kind)))
+        return cls(x, target.to(TARGET_KINDS[kind].dtype))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@torch.no_grad()
+def predict_ends(model: nn.Module, data: WindowSet, kind: str) -> np.ndarray:
+    """The model's predictions at every window end (eval mode, in batches)."""
+    model.eval()
+    parts = [
+        end_scores(model(data.x[i : i + EVAL_BATCH]), data.target[i : i + EVAL_BATCH], kind)
+        for i in range(0, len(data), EVAL_BATCH)
+    ]
+    return torch.cat(parts).numpy()
+
+
+def evaluate(model: nn.Module, data: WindowSet, kind: str) -> dict:
+    """Metrics of the model on one split, scored at the last step of every window."""
+    scores = predict_ends(model, data, kind)
+    target = data.target[:, -1].numpy()
+    return {**SPLIT_METRICS[kind][0](target, scores), "n": len(data)}
+
+
+def _score(m: dict, monitor: str) -> float:
+    value = m[monitor]
+    return value if math.isfinite(value) else m.get("accuracy", -math.inf)
+
+
+# ----------------------------------------------------------------------------- data
+def _window_sets(
+    rec: Recording, spec: TrainingSpec, windows: WindowsArg | None, data: dict, stride: int
+) -> dict[str, Windows]:
+    present = [s for s in SPLITS if len(rec.split.get(s, ()))]
+    for need in ("train", "val"):
+        if need not in present:
+            raise CortexEdgeError(f"recording has no '{need}' rows; fit needs train and val")
+    if isinstance(windows, Mapping):
+        return {s: windows[s] for s in SPLITS if s in windows}
+    make = windows or (lambda r, s, st: spec.windows(r, s, st, **data))
+    return {s: make(rec, s, stride if s == "train" else 1) for s in present}
+
+
+# ----------------------------------------------------------------------------- fit
+def fit(
+    model: nn.Module,
+    recording: Recording,
+    *,
+    epochs: int = 50,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-3,
+    patience: int = 10,
+    seed: int = 0,
+    augment_poisson: float = 0.5,
+    grad_clip: float | None = 1.0,
+    train_stride: int = 1,
+    max_seconds: float | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    task: str | None = None,
+    data: dict | None = None,
+    windows: WindowsArg | None = None,
+    loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    family: str | None = None,
+    monitor: str | None = None,
+    threads: int | None = None,
+) -> FitResult:
+    """Train `model` on `recording`; return it with its best-validation weights and metrics.
+
+    - `data`: windowing parameters over the spec's defaults (bin_width, num_steps / length);
+      `train_stride`: keep every n-th training window (val and test use every window).
+    - `windows`: ready windows per split, or a function (rec, split, stride) -> Windows.
+    - `loss`: a criterion (output, target) -> loss that replaces the spec's loss.
+    - `family`: the training spec (default: the model's registry name; others get the default).
+    - `task`: "regression" or "classification" when the recording has both y and labels.
+    - `monitor`: the validation metric that picks the best epoch (default r2, or
+      balanced_accuracy for classifiers; auc, accuracy and f1 are the alternatives).
+    - `augment_poisson`: Poisson-jitter probability, applied to spike recordings only.
+    - `max_seconds`: stop after the first epoch that ends past this wall time.
+    - `threads`: torch threads while training (default 1: these decoders are so small that a
+      second thread costs more in synchronisation than it gains, several times more when
+      other processes share the two cores).
+    """
+    t0 = time.perf_counter()
+    settings = Settings(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=patience,
+        seed=seed,
+        augment_poisson=augment_poisson if recording.modality == "spikes" else 0.0,
+        grad_clip=grad_clip,
+        train_stride=train_stride,
+        max_seconds=max_seconds,
+    )
+    family = family or registered_name(model)
+    spec = spec_for(family)
+    kind = target_kind(recording, task)
+    spec.check(recording, kind, family)
+    names = SPLIT_METRICS[kind][1]
+    monitor = monitor or names[0]
+    if monitor not in names:
+        raise CortexEdgeError(f"monitor: '{monitor}' is not one of {', '.join(names)} ({kind})")
+    data = spec.data_for(model, data) if windows is None else {}
+    windowing = spec.windowing if windows is None else "custom"
+    preprocessing = {"windowing": windowing, **data, "train_stride": train_stride}
+    seed_everything(seed)
+    sets = {
+        s: WindowSet.of(w, kind)
+        for s, w in _window_sets(recording, spec, windows, data, train_stride).items()
+    }
+    forward = spec.forward if loss is None else (lambda m, x: m(x))
+    step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
+    out = Path(out) if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "epochs.jsonl").write_text("")
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or 1)
+    try:
+        history, best_state, best_epoch = _train(
+            model, sets, step, settings, monitor, out, progress, t0
+        )
+        model.load_state_dict(best_state)
+        results = {s: evaluate(model, d, kind) for s, d in sets.items() if s != "train"}
+    finally:
+        torch.set_num_threads(old_threads)
+    seconds = time.perf_counter() - t0
+    metrics = {
+        **results,
+        "split": {s: len(d) for s, d in sets.items()},
+        "task": kind,
+        "monitor": monitor,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "seconds": round(seconds, 3),
+        "seed": seed,
+    }
+    config = _run_config(recording, family, kind, preprocessing, settings, loss is not None)
+    config["best_epoch"] = best_epoch
+    if out is not None:
+        save_checkpoint(model, out, extra=config)
+        write_json(out / "metrics.json", metrics)
+    return FitResult(model.eval(), metrics, history, best_epoch, seconds, out, config)
+
+
+def _run_config(
+    rec: Recording, family: str | None, kind: str, preprocessing: dict, s: Settings, custom: bool
+) -> dict:
+    """What config.json records about a run besides the model: data, preprocessing, settings."""
+    return {
+        "family": family,
+        "task": kind,
+        "preprocessing": preprocessing,
+        "data_fingerprint": rec.fingerprint(),
+        "recording": {
+            "modality": rec.modality,
+            "input_shape": list(rec.input_shape),
+            "bin_ms": rec.bin_ms,
+            "target_names": rec.target_names,
+            "label_names": rec.label_names,
+        },
+        "seed": s.seed,
+        "train": {**asdict(s), "loss": "custom" if custom else "spec"},
+    }
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The training forward pass and loss of a run."""
+
+    forward: Callable[[nn.Module, Tensor], object]
+    loss: LossFn
+    kind: str
+
+    def __call__(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, dict]:
+        return self.loss(self.forward(model, x), x, target, self.kind)
+
+
+def _train(
+    model: nn.Module,
+    sets: dict[str, WindowSet],
+    step: _Step,
+    s: Settings,
+    monitor: str,
+    out: Path | None,
+    progress: bool,
+    t0: float,
+) -> tuple[list[dict], dict[str, Tensor], int]:
+    """The epoch loop; returns (per-epoch history, best state dict, best epoch)."""
+    train = sets["train"]
+    gen = torch.Generator().manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, s.epochs))
+    history: list[dict] = []
+    best_score, best_epoch = -math.inf, 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with TrainProgress(progress, s.epochs, math.ceil(len(train) / s.batch_size), monitor) as bar:
+        for epoch in range(1, s.epochs + 1):
+            model.train()
+            sums: dict[str, float] = {}
+            for idx in torch.randperm(len(train), generator=gen).split(s.batch_size):
+                if len(idx) < 2:  # a lone window breaks batch norm; it sits this epoch out
+                    continue
+                x, target = train.x[idx], train.target[idx]
+                if s.augment_poisson > 0:
+                    x = poisson_jitter(x, s.augment_poisson, rng)
+                total, parts = step(model, x, target)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if s.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+                opt.step()
+                for k, v in {"loss": total.item(), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+                bar.batch(total.item())
+            sched.step()
+            val = evaluate(model, sets["val"], step.kind)
+            if _score(val, monitor) > best_score:
+                best_score, best_epoch = _score(val, monitor), epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            row = {
+                "epoch": epoch,
+                **{f"train_{k}": v / len(train) for k, v in sums.items()},
+                **{f"val_{k}": v for k, v in val.items() if k != "n"},
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+            history.append(row)
+            if out is not None:
+                with open(out / "epochs.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            bar.epoch(epoch, val[monitor])
+            late = s.max_seconds is not None and row["seconds"] > s.max_seconds
+            if epoch - best_epoch >= s.patience or late:
+                break
+    return history, best_state, best_epoch

@@ -1,0 +1,299 @@
+"""Training specs: how each model family turns a recording into batches, which loss it trains
+with and how its outputs become predictions. A registry keyed by model family, never an if-chain.
+
+A spec names a windowing function with its default parameters, the training forward pass, the
+loss and the modalities the family reads. Models that are not registered (a user's own
+`nn.Module`) get `DEFAULT_SPEC`: sliding windows, MSE for regression and BCE-with-logits (or
+cross-entropy for class ids) for classification.
+
+Outputs and window targets are paired by shape (`align`): an output with a step axis
+([B, L, ...]) is trained on every step of the label series, an output without one ([B, ...]) on
+the window's last step. Evaluation always scores the last step, i.e. the prediction at the
+window end.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.recording import MODALITIES, Recording
+from cortexedge.train.data.windows import Windows, aegru_windows, sliding_windows
+from cortexedge.train.models.losses import aegru_loss, focal_loss
+
+WindowFn = Callable[..., Windows]  # (rec, split, stride=..., **data) -> Windows
+LossFn = Callable[[object, Tensor, Tensor, str], tuple[Tensor, dict[str, float]]]
+
+
+# ----------------------------------------------------------------------------- target kinds
+@dataclass(frozen=True)
+class TargetKind:
+    """How one kind of target is trained on and scored."""
+
+    criterion: Callable[[Tensor, Tensor], Tensor]  # (aligned output, aligned target) -> loss
+    scores: Callable[[Tensor], Tensor]  # output -> predictions (values or probabilities)
+    class_dim: int  # 1 when the output carries an extra trailing class axis
+    dtype: torch.dtype  # dtype of the target tensor
+
+
+def _cross_entropy(out: Tensor, target: Tensor) -> Tensor:
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1))
+
+
+TARGET_KINDS: dict[str, TargetKind] = {
+    "regression": TargetKind(F.mse_loss, lambda o: o, 0, torch.float32),
+    "binary": TargetKind(F.binary_cross_entropy_with_logits, torch.sigmoid, 0, torch.float32),
+    "multilabel": TargetKind(F.binary_cross_entropy_with_logits, torch.sigmoid, 0, torch.float32),
+    "multiclass": TargetKind(_cross_entropy, lambda o: torch.softmax(o, -1), 1, torch.long),
+}
+
+
+def target_kind(rec: Recording, task: str | None = None) -> str:
+    """The kind of target to train on: regression, binary, multilabel or multiclass.
+
+    `task` ("regression" or "classification") picks one when a recording has both y and labels.
+    """
+    task = task or rec.task
+    if task not in ("regression", "classification"):
+        raise CortexEdgeError(f"task: expected 'regression' or 'classification', got '{task}'")
+    if task == "regression":
+        if rec.y is None:
+            raise CortexEdgeError("task: regression needs continuous targets y; recording has none")
+        return "regression"
+    if rec.labels is None:
+        raise CortexEdgeError("task: classification needs labels; recording has none")
+    if rec.labels.ndim == 2:
+        return "multilabel"
+    return "binary" if int(rec.labels.max()) <= 1 else "multiclass"
+
+
+def window_targets(w: Windows, kind: str) -> np.ndarray:
+    """The per-step targets of windows for a target kind: y [N, L, D] or labels [N, L(, K)]."""
+    return w.y if kind == "regression" else w.labels
+
+
+def align(out: Tensor, target: Tensor, kind: str, last: bool = False) -> tuple[Tensor, Tensor]:
+    """Pair an output with window targets [B, L, ...]: a per-step output uses every step (only
+    the last with `last=True`), an end-of-window output the last one; a lone size-1 axis is
+    dropped so the output matches the target."""
+    extra = TARGET_KINDS[kind].class_dim
+    per_step = out.dim() >= target.dim() + extra and out.shape[1] == target.shape[1]
+    if not per_step or last:
+        target = target[:, -1]
+    if per_step and last:
+        out = out[:, -1]
+    if not extra and out.shape != target.shape and out.numel() == target.numel():
+        out = out.reshape(target.shape)
+    if out.shape[: target.dim()] != target.shape:
+        raise CortexEdgeError(
+            f"model output of shape {list(out.shape)} does not match the targets "
+            f"{list(target.shape)} of the recording"
+        )
+    return out, target
+
+
+def end_scores(out: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Predictions at the window end (values, or probabilities for class targets)."""
+    return TARGET_KINDS[kind].scores(align(out, target, kind, last=True)[0])
+
+
+# ----------------------------------------------------------------------------- losses
+def standard_loss(out: Tensor, x: Tensor, target: Tensor, kind: str) -> tuple[Tensor, dict]:
+    """The target kind's criterion on the aligned output (MSE, BCE-with-logits or CE)."""
+    loss = TARGET_KINDS[kind].criterion(*align(out, target, kind))
+    return loss, {}
+
+
+def criterion_loss(criterion: Callable[[Tensor, Tensor], Tensor]) -> LossFn:
+    """Wrap a user criterion `(output, target) -> loss` (e.g. nn.HuberLoss()) as a spec loss."""
+
+    def loss(out: Tensor, x: Tensor, target: Tensor, kind: str) -> tuple[Tensor, dict]:
+        return criterion(*align(out, target, kind)), {}
+
+    return loss
+
+
+# ----------------------------------------------------------------------------- specs
+def _sliding(rec: Recording, split: str, stride: int = 1, *, length: int) -> Windows:
+    return sliding_windows(rec, split, length, stride)
+
+
+def _binned(
+    rec: Recording, split: str, stride: int = 1, *, bin_width: int, num_steps: int
+) -> Windows:
+    return aegru_windows(rec, split, bin_width, num_steps, stride)
+
+
+# windowing name (recorded in checkpoints) -> function(rec, split, stride, **data) -> Windows
+WINDOWINGS: dict[str, WindowFn] = {"sliding": _sliding, "binned": _binned}
+
+
+def _call(model: nn.Module, x: Tensor) -> object:
+    return model(x)
+
+
+def _nothing(_: object) -> dict:
+    return {}
+
+
+def output_size(rec: Recording, kind: str) -> int:
+    """Output units a decoder needs for a recording's targets (logits for class targets)."""
+    sizes = {
+        "regression": lambda: rec.y.shape[1],
+        "binary": lambda: 1,
+        "multilabel": lambda: rec.labels.shape[1],
+        "multiclass": lambda: int(rec.labels.max()) + 1,
+    }
+    return int(sizes[kind]())
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How one model family is trained.
+
+    - `windowing` names a WINDOWINGS entry, `data` holds its default parameters and
+      `model_data(model)` the ones a built model fixes (e.g. AEGRU's bin_width, num_steps).
+    - `forward(model, x)` is the training forward pass, `loss(out, x, target, kind)` its loss.
+    - `modalities` and `kinds` are the recordings and target kinds the family can train on.
+    - `build_kwargs(rec, kind)` gives the constructor sizes a recording implies (for the CLI).
+    """
+
+    windowing: str
+    data: dict = field(default_factory=dict)
+    model_data: Callable[[nn.Module], dict] = _nothing
+    forward: Callable[[nn.Module, Tensor], object] = _call
+    loss: LossFn = standard_loss
+    modalities: tuple[str, ...] = MODALITIES
+    kinds: tuple[str, ...] = tuple(TARGET_KINDS)
+    build_kwargs: Callable[[Recording, str], dict] = lambda rec, kind: {}
+
+    def check(self, rec: Recording, kind: str, family: str | None) -> None:
+        """Raise CortexEdgeError unless this family trains on `rec`'s modality and target kind."""
+        if rec.modality not in self.modalities or kind not in self.kinds:
+            raise CortexEdgeError(
+                f"model '{family}' trains on {'/'.join(self.modalities)} recordings with "
+                f"{'/'.join(self.kinds)} targets, got {rec.modality} with {kind} targets"
+            )
+
+    def data_keys(self) -> tuple[str, ...]:
+        """The windowing parameters this spec accepts (e.g. bin_width, num_steps)."""
+        params = inspect.signature(WINDOWINGS[self.windowing]).parameters.values()
+        return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+
+    def data_for(self, model: nn.Module, data: dict | None = None) -> dict:
+        """Windowing parameters: the defaults, then what `model` fixes, then `data`.
+
+        Raises CortexEdgeError for an unknown key or a value the model contradicts.
+        """
+        data = dict(data or {})
+        for key in data:
+            if key not in self.data_keys():
+                raise CortexEdgeError(
+                    f"data: unknown key '{key}' for {self.windowing} windows "
+                    f"(known: {', '.join(self.data_keys())})"
+                )
+        fixed = self.model_data(model)
+        for key, value in data.items():
+            if key in fixed and fixed[key] != value:
+                raise CortexEdgeError(
+                    f"data.{key}={value} contradicts the model's {key}={fixed[key]}"
+                )
+        return {**self.data, **fixed, **data}
+
+    def windows(self, rec: Recording, split: str, stride: int = 1, **data) -> Windows:
+        """Windows of one split with this spec's windowing (`data` overrides the defaults)."""
+        return WINDOWINGS[self.windowing](rec, split, stride, **{**self.data, **data})
+
+
+DEFAULT_SPEC = TrainingSpec(windowing="sliding", data={"length": 10})
+TRAINING_SPECS: dict[str, TrainingSpec] = {}
+
+
+def register_spec(family: str, spec: TrainingSpec) -> TrainingSpec:
+    """Register how the model family `family` (its registry name) is trained."""
+    TRAINING_SPECS[family] = spec
+    return spec
+
+
+def spec_for(family: str | None) -> TrainingSpec:
+    """The spec of a model family, or the default spec for unregistered models."""
+    return TRAINING_SPECS.get(family or "", DEFAULT_SPEC)
+
+
+# ----------------------------------------------------------------------------- our families
+def _channels_out(rec: Recording, kind: str) -> dict:
+    return {"in_channels": rec.input_shape[0], "out_dim": output_size(rec, kind)}
+
+
+def _aegru_loss(out: dict, x: Tensor, target: Tensor, kind: str) -> tuple[Tensor, dict]:
+    return aegru_loss(out, x, target)
+
+
+FOCAL_ALPHA = 0.75  # weight of the positive (moving) class, the minority in these recordings
+
+
+def _movement_focal_loss(out: Tensor, x: Tensor, target: Tensor, kind: str) -> tuple[Tensor, dict]:
+    # the first columns are the movement logits (left, right); kinematics follow if any
+    logits, target = align(out[:, : target.shape[-1]], target, kind)
+    return focal_loss(logits, target, alpha=FOCAL_ALPHA), {}
+
+
+_BINNED = {"bin_width": 20, "num_steps": 5}  # AEGRU: 5 bins of 80 ms at 4 ms samples
+register_spec(
+    "aegru",
+    TrainingSpec(
+        windowing="binned",
+        data=_BINNED,
+        model_data=lambda m: {"bin_width": m.bin_width, "num_steps": m.num_steps},
+        forward=lambda m, x: m.forward_train(x),
+        loss=_aegru_loss,
+        modalities=("spikes",),
+        kinds=("regression",),
+        build_kwargs=_channels_out,
+    ),
+)
+for _family in ("gru", "lstm"):
+    register_spec(
+        _family, TrainingSpec(windowing="binned", data=_BINNED, build_kwargs=_channels_out)
+    )
+register_spec(
+    "roi_gru",
+    TrainingSpec(
+        windowing="sliding",
+        data={"length": 31},  # Ajioka et al.: ±15 frames, here the 31 frames up to the label
+        modalities=("calcium",),
+        build_kwargs=_channels_out,
+    ),
+)
+register_spec(
+    "cnn_bilstm",
+    TrainingSpec(
+        windowing="sliding",
+        data={"length": 32},
+        model_data=lambda m: {"length": m.lookback},
+        loss=_movement_focal_loss,
+        modalities=("calcium",),
+        kinds=("multilabel",),
+        build_kwargs=lambda rec, kind: {"in_channels": rec.input_shape[0]},
+    ),
+)
+register_spec(
+    "cnn_rnn",
+    TrainingSpec(
+        windowing="sliding",
+        data={"length": 16},
+        modalities=("widefield",),
+        kinds=("binary", "multilabel"),
+        build_kwargs=lambda rec, kind: {
+            "frame_shape": list(rec.input_shape),
+            "out_dim": output_size(rec, kind),
+        },
+    ),
+)
