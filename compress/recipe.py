@@ -142,6 +142,7 @@ class CompressResult:
     input_shape: list[int]
     sparsity: dict[str, dict]
     scales: dict[str, dict]
+    pruned: nn.Module | None = None  # float model after pruning, before QAT (when both ran)
 
 
 def _metrics(model: nn.Module, data: Data) -> dict:
@@ -291,8 +292,11 @@ def _compress(
             runs = _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
         stages.append(measure(model, "magnitude", ctx, runs))
     scales: dict[str, dict] = {}
+    pruned = None
     if recipe.bits:
         make_permanent(model)
+        if plan or recipe.sparsity:
+            pruned = copy.deepcopy(model).eval()
         quantize(model, recipe.quant_spec())
         hold_zeros(model, recipe.include_bias)
         calibrate(model, [x for x, _ in batches])
@@ -312,4 +316,5 @@ def _compress(
         input_shape=list(recording.input_shape),
         sparsity=layer_sparsity(model),
         scales=scales,
+        pruned=pruned,
     )

@@ -68,6 +68,12 @@ def test_user_decoder_goes_through_every_stage(result) -> None:
     assert stages["quantized"]["sparsity"] >= 0.5  # masks held through QAT
     assert stages["quantized"]["bytes"] < 0.3 * stages["float"]["bytes"]
     assert stages["float"]["bytes"] == 4 * stages["float"]["params"]
+    # the float pruned model (before QAT) is kept: pruned shapes, the magnitude zeros, no quantizers
+    pruned = result.pruned
+    assert pruned.gru.hidden_size == 12 and type(pruned.gru) is nn.GRU
+    weights = [p for n, p in pruned.named_parameters() if "weight" in n]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(stages["magnitude"]["sparsity"], abs=1e-3)
 
 
 @pytest.mark.slow
