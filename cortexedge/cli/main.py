@@ -39,17 +39,18 @@ def _register() -> None:
     from cortexedge.cli import (
         commands_compress,
         commands_data,
+        commands_demo,
+        commands_export,
         commands_profile,
-        commands_stages,
         commands_train,
     )
 
     cli.add_command(commands_data.data)
     cli.add_command(commands_train.train)
     cli.add_command(commands_compress.compress)
+    cli.add_command(commands_export.export)
     cli.add_command(commands_profile.profile)
-    for cmd in commands_stages.COMMANDS:
-        cli.add_command(cmd)
+    cli.add_command(commands_demo.demo)
 
 
 _register()

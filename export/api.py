@@ -1,0 +1,261 @@
+"""`to_onnx`: a trained or compressed checkpoint (or any streaming nn.Module) -> one verified,
+self-describing ONNX file.
+
+Steps: load -> inference copy (training-only parts dropped) -> trace the step graph (QCDQ for
+brevitas models) -> simplify and check -> verify against torch on >= 1,000 streamed bins ->
+optionally wrap into the sequence graph and verify that too -> score on the test split ->
+stamp the metadata contract -> write atomically. Any failure leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from cortexedge.contract import DecoderMetadata
+from cortexedge.errors import CortexEdgeError
+from cortexedge.export import finalize
+from cortexedge.export.describe import Source, bit_widths, input_spec, metadata
+from cortexedge.export.onnx_sequence import sequence_graph
+from cortexedge.export.onnx_step import export_step
+from cortexedge.export.streamable import inference_copy, state_specs
+from cortexedge.export.tracing import check_opset
+from cortexedge.export.verify import (
+    MIN_BINS,
+    Tolerance,
+    Verification,
+    session,
+    verify_sequence,
+    verify_step,
+)
+from cortexedge.recording import Recording
+
+SEQUENCE_CHECK_LENGTH = 256  # window used to verify a sequence graph with a free time dim
+SYNTHETIC_BINS = 4096
+
+# modality -> seeded stand-in inputs [n, *shape] when no recording is given
+SYNTHETIC = {
+    "spikes": lambda rng, shape: rng.poisson(1.0, shape),
+    "calcium": lambda rng, shape: rng.normal(0.0, 1.0, shape),
+    "widefield": lambda rng, shape: rng.uniform(0.0, 1.0, shape),
+}
+
+
+@dataclass
+class ExportReport:
+    """What `to_onnx` wrote and measured."""
+
+    path: Path
+    graph: str  # "step" or "sequence"
+    metadata: DecoderMetadata
+    verification: Verification  # the step graph against torch
+    sequence_check: Verification | None  # a sequence graph against the verified step graph
+    dynamic_batch: bool
+    bytes_written: int
+
+    def summary(self) -> dict:
+        """JSON-ready summary for the CLI and run reports."""
+        meta = self.metadata
+        return {
+            "path": str(self.path),
+            "graph": self.graph,
+            "family": meta.model_family,
+            "bytes_written": self.bytes_written,
+            "dynamic_batch": self.dynamic_batch,
+            "macs": meta.macs,
+            "params": meta.params,
+            "bytes": meta.bytes,
+            "sparsity": meta.sparsity,
+            "bits": meta.bits,
+            "score": meta.score,
+            "verification": self.verification.summary(),
+            "sequence_check": self.sequence_check.summary() if self.sequence_check else None,
+        }
+
+
+def load_model(source: nn.Module | str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model, checkpoint config) from a module ({} config) or a plain/compressed checkpoint."""
+    if isinstance(source, nn.Module):
+        return source, {}
+    from cortexedge.compress.artifacts import load_compressed
+
+    return load_compressed(source)
+
+
+def _recording(recording: Recording | str | os.PathLike | None) -> Recording | None:
+    if recording is None or isinstance(recording, Recording):
+        return recording
+    return Recording.load(recording)
+
+
+def _check_inputs(source: Source, shape: tuple[int, ...], modality: str) -> tuple[np.ndarray, str]:
+    """Rows to verify on: the recording's test split in time order, else seeded stand-ins."""
+    rec = source.recording
+    if rec is None:
+        rng = np.random.default_rng(0)
+        return SYNTHETIC[modality](rng, (SYNTHETIC_BINS, *shape)).astype(np.float32), "synthetic"
+    return rec.x[rec.rows("test")].astype(np.float32), "test"
+
+
+def _stamp_sequence(graph, meta: DecoderMetadata, length: int | None) -> DecoderMetadata:
+    """Sequence graphs carry the same contract minus state tensors (they are inside the Scan);
+    `extra.graph` says which kind of graph it is, `extra.sequence_length` its T (null: free).
+    contract.attach checks step graphs only."""
+    from cortexedge.contract import graph_sha256, to_props
+
+    extra = {**meta.extra, "graph": "sequence", "sequence_length": length}
+    meta = replace(meta, states=[], extra=extra, graph_sha256=graph_sha256(graph))
+    for key, value in sorted(to_props(meta).items()):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    return meta
+
+
+def _source(model_or_checkpoint, rec: Recording | None) -> Source:
+    from cortexedge.train.checkpoint import registered_name
+
+    model, config = load_model(model_or_checkpoint)
+    family = config.get("model") or registered_name(model)
+    return Source(inference_copy(model), family, config, rec)
+
+
+def _verification(check: Verification, sequence: Verification | None) -> dict:
+    """The contract's verification entry: the step graph against torch (plus, for a sequence
+    graph, how far its Scan is from that verified step graph)."""
+    out = {
+        "max_abs_err": check.max_abs_err,
+        "tolerance": check.tolerance,
+        "bins": check.bins,
+        "split": check.split,
+        "rule": check.rule,
+        "max_rel_err": check.max_rel_err,
+        "max_err_steps": check.max_err_steps,
+        "streams": check.streams,
+        "boundary_bins": check.boundary_bins,
+    }
+    if sequence is not None:
+        out["sequence_vs_step_max_rel_err"] = sequence.max_rel_err
+    return out
+
+
+def _refuse(check: Verification, hint: str = "") -> None:
+    if not check.passed:
+        raise CortexEdgeError(
+            f"export verification failed: '{check.worst}' differs from {check.reference} by "
+            f"{check.max_rel_err:.3g} of its scale (rule: {check.rule}){hint}; nothing written"
+        )
+
+
+def _integer_kernel_hint(check: Verification, retry: Callable[[], Verification]) -> str:
+    """For a quantized graph that failed: does it pass when onnxruntime keeps QDQ in float?
+    Then its integer kernels are at fault (on x86 CPUs without VNNI, u8s8 products saturate
+    int16 sums when weights use the full int8 range), not the export."""
+    if check.passed or check.max_err_steps is None:
+        return ""
+    again = retry()
+    if not again.passed:
+        return ""
+    return (
+        f"; with QDQ kept in float it verifies (max error {again.max_rel_err:.3g}): "
+        "onnxruntime's integer kernels on this CPU are at fault (int8 saturation without VNNI)"
+    )
+
+
+def to_onnx(
+    model_or_checkpoint: nn.Module | str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    recording: Recording | str | os.PathLike | None = None,
+    sequence: bool = False,
+    sequence_length: int | None = None,
+    opset: int = 17,
+    input_shape: tuple[int, ...] | None = None,
+    modality: str | None = None,
+    bin_ms: float | None = None,
+    verify_bins: int = MIN_BINS,
+    simplify: bool = True,
+) -> ExportReport:
+    """Export a decoder to one ONNX file at `path` and return what was measured.
+
+    - `model_or_checkpoint`: a streaming `nn.Module` (init_state/step) or a checkpoint folder
+      (trained, or compressed by `cortexedge compress`).
+    - `recording` (object or .npz path): verification streams its test split and the file
+      records the test score; without one, verification uses seeded stand-in inputs.
+    - `sequence`: write the sequence graph x [B, T, ...] -> y [B, T, D] instead of the step
+      graph (`sequence_length` fixes T; default a free time dim).
+    - `input_shape`, `modality` ("spikes", "calcium", "widefield"), `bin_ms`: only needed when
+      neither the checkpoint nor the recording says.
+    Raises CortexEdgeError for bad inputs and for an export that fails verification.
+    """
+    out = finalize.check_out_path(path)
+    opset = check_opset(opset)
+    if isinstance(verify_bins, bool) or not isinstance(verify_bins, int) or verify_bins < MIN_BINS:
+        raise CortexEdgeError(f"verify_bins: must be an integer >= {MIN_BINS}, got {verify_bins!r}")
+    rec = _recording(recording)
+    source = _source(model_or_checkpoint, rec)
+    model, specs = source.model, state_specs(source.model)
+    shape, modality = source.input_shape(input_shape), source.modality(modality)
+    bin_width = source.bin_ms(bin_ms)
+    if rec is not None and rec.input_shape != shape:
+        raise CortexEdgeError(
+            f"recording: one bin has shape {list(rec.input_shape)}, the model reads {list(shape)}"
+        )
+    bits = bit_widths(model)
+    tol = Tolerance(bits["activations"] if bits else None)
+
+    step, dynamic = export_step(model, specs, shape, opset, tol)
+    step = finalize.finalize_graph(step, simplify_graph=simplify)
+    step_bytes = finalize.serialize(step)
+    step_sess = session(step_bytes)
+    inputs, split = _check_inputs(source, shape, modality)
+    facts = dict(split=split, bins=verify_bins, streams=2 if dynamic else 1)
+    check = verify_step(model, step_sess, specs, inputs, tol, **facts)
+
+    def as_float() -> Verification:
+        float_qdq = session(step_bytes, qdq_as_float=True)
+        return verify_step(model, float_qdq, specs, inputs, tol, **facts)
+
+    _refuse(check, _integer_kernel_hint(check, as_float))
+    graph, seq_check = step, None
+    if sequence:
+        graph = sequence_graph(step, specs, sequence_length)
+        graph = finalize.finalize_graph(graph, simplify_graph=False)
+        length = sequence_length or SEQUENCE_CHECK_LENGTH
+        seq_sess = session(finalize.serialize(graph))
+        seq_check = verify_sequence(seq_sess, step_sess, specs, inputs, length, tol, **facts)
+        _refuse(seq_check)
+
+    from cortexedge.export.score import score
+
+    extra = {"graph": "step", "dynamic_batch": dynamic}
+    if rec is not None:
+        extra["recording_fingerprint"] = rec.fingerprint()
+    if source.config.get("data_fingerprint"):
+        extra["trained_on_fingerprint"] = source.config["data_fingerprint"]
+    meta = metadata(
+        source,
+        step_graph=step,
+        specs=specs,
+        input=input_spec(source, shape, modality),
+        bin_ms=bin_width,
+        bits=bits,
+        score=score(step_sess, specs, rec, source.task()) if rec is not None else None,
+        verification=_verification(check, seq_check),
+        extra=extra,
+    )
+    if sequence:
+        meta = _stamp_sequence(graph, meta, sequence_length)
+    else:
+        from cortexedge.contract import attach
+
+        meta = attach(graph, meta)
+    data = finalize.serialize(graph)
+    finalize.write(out, data)
+    return ExportReport(
+        out, "sequence" if sequence else "step", meta, check, seq_check, dynamic, len(data)
+    )

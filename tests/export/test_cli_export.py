@@ -1,0 +1,66 @@
+"""`cortexedge export RUN_DIR --out FILE [--data REC] [--sequence] [--opset N]`."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from cortexedge.cli.commands_export import TARGETS, export
+from cortexedge.cli.main import _Group
+from tests.export.small_models import SMALL, build
+
+
+@pytest.fixture
+def cli():
+    """A CLI group holding the export command, with the project's user-error boundary."""
+    return _Group(commands={"export": export})
+
+
+@pytest.fixture
+def run_dir(tmp_path, reaching):
+    from cortexedge.train.checkpoint import save_checkpoint
+
+    rec = {"modality": "spikes", "input_shape": [16], "bin_ms": reaching.bin_ms}
+    return save_checkpoint(build(*SMALL["gru"]), tmp_path / "run", extra={"recording": rec})
+
+
+def test_export_with_data(cli, run_dir, reaching, tmp_path):
+    data = reaching.save(tmp_path / "rec.npz")
+    out = tmp_path / "decoder.onnx"
+    result = CliRunner().invoke(
+        cli, ["export", str(run_dir), "--out", str(out), "--data", str(data)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"wrote {out}") and "step graph, opset 17" in lines[0]
+    assert lines[1].startswith("verified on 1,000 bins x 2 streams (test): max error")
+    assert lines[3].startswith("r2 on test split: ")
+    assert onnx.load(out).graph.input[0].name == "x"
+
+
+def test_export_sequence_without_data(cli, run_dir, tmp_path):
+    out = tmp_path / "seq.onnx"
+    args = ["export", str(run_dir), "--out", str(out), "--sequence", "--opset", "18"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "sequence graph, opset 18" in result.output
+    assert "no --data: verified on synthetic inputs" in result.output
+    assert onnx.load(out).opset_import[0].version == 18
+
+
+def test_user_errors_exit_2_with_one_line(cli, run_dir, tmp_path):
+    out = tmp_path / "nope" / "d.onnx"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: output folder does not exist: {out.parent}"
+    result = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "none"), "--out", str(tmp_path / "d.onnx")]
+    )
+    assert result.exit_code == 2 and "checkpoint folder not found" in result.output
+
+
+def test_targets_registry_names_the_choices():
+    assert set(TARGETS) >= {"onnx"}
+    target = next(p for p in export.params if p.name == "target")
+    assert list(target.type.choices) == sorted(TARGETS)
