@@ -26,9 +26,17 @@ def demo_out(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_writes_every_artifact(demo_out):
     out, stdout = demo_out
-    for name in ("recording.npz", "summary.json", "learning_curve.png", "r2_vs_macs.png",
-                 "stream_quantized.png", "float/model.safetensors", "float/metrics.json",
-                 "compressed/compression.json", "ridge/metrics.json"):  # fmt: skip
+    for name in (
+        "recording.npz",
+        "summary.json",
+        "learning_curve.png",
+        "r2_vs_macs.png",
+        "stream_quantized.png",
+        "float/model.safetensors",
+        "float/metrics.json",
+        "compressed/compression.json",
+        "ridge/metrics.json",
+    ):
         assert (out / name).is_file(), name
     for name in MODELS:
         assert (out / f"{name}.onnx").stat().st_size > 1000

@@ -8,8 +8,13 @@ import click
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-out"),
-              show_default=True, help="Folder for every artifact (created).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Folder for every artifact (created).",
+)
 @click.option("--quick", is_flag=True, help="Small sizes: under a minute (used by the tests).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(out: Path, quick: bool, seed: int) -> None:

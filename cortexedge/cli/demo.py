@@ -31,10 +31,24 @@ class DemoSettings:
     bits: int = 8
 
 
-FULL = DemoSettings(minutes=9.0, epochs=30, train_stride=4, finetune_epochs=8, qat_epochs=2,
-                    profile_bins=5000, finetune_lr=1e-3)  # fmt: skip
-QUICK = DemoSettings(minutes=3.0, epochs=12, train_stride=4, finetune_epochs=2, qat_epochs=1,
-                     profile_bins=1000, finetune_lr=1e-3)  # fmt: skip
+FULL = DemoSettings(
+    minutes=9.0,
+    epochs=30,
+    train_stride=4,
+    finetune_epochs=8,
+    qat_epochs=2,
+    profile_bins=5000,
+    finetune_lr=1e-3,
+)
+QUICK = DemoSettings(
+    minutes=3.0,
+    epochs=12,
+    train_stride=4,
+    finetune_epochs=2,
+    qat_epochs=1,
+    profile_bins=1000,
+    finetune_lr=1e-3,
+)
 BACKENDS = ("ort", "numpy")
 MODELS = ("float", "pruned", "quantized")
 # the published AEGRU point (anchors.md §1): mean R² 0.698, 25,316 effective MACs per 4 ms
@@ -120,8 +134,17 @@ def _train(out: Path, rec, cfg: DemoSettings, seed: int):
 
     ridge = fit_ridge(rec, out=out / "ridge")
     model = build_model("aegru", in_channels=rec.input_shape[0], out_dim=rec.y.shape[1])
-    trained = fit(model, rec, epochs=cfg.epochs, train_stride=cfg.train_stride, seed=seed,
-                  patience=8, out=out / "float", progress=True, threads=1)  # fmt: skip
+    trained = fit(
+        model,
+        rec,
+        epochs=cfg.epochs,
+        train_stride=cfg.train_stride,
+        seed=seed,
+        patience=8,
+        out=out / "float",
+        progress=True,
+        threads=1,
+    )
     return trained, ridge
 
 
@@ -129,9 +152,15 @@ def _compress(out: Path, rec, model, cfg: DemoSettings, seed: int):
     from cortexedge.compress.artifacts import save_compressed
     from cortexedge.compress.recipe import Recipe, compress
 
-    recipe = Recipe(sparsity=cfg.sparsity, structured=cfg.structured, bits=cfg.bits,
-                    finetune_epochs=cfg.finetune_epochs, qat_epochs=cfg.qat_epochs, lr=cfg.finetune_lr,
-                    seed=seed)  # fmt: skip
+    recipe = Recipe(
+        sparsity=cfg.sparsity,
+        structured=cfg.structured,
+        bits=cfg.bits,
+        finetune_epochs=cfg.finetune_epochs,
+        qat_epochs=cfg.qat_epochs,
+        lr=cfg.finetune_lr,
+        seed=seed,
+    )
     comp = compress(model, rec, recipe, train_stride=cfg.train_stride, progress=True, threads=1)
     save_compressed(comp, out / "compressed", extra={"family": "aegru"})
     return comp
@@ -161,19 +190,21 @@ def _rows(stages: list[dict], exports: dict, runs: dict, bin_ms: float) -> list[
     for name in MODELS:
         s = by_name[stage_of[name]]
         backends = runs[name].summary["backends"]
-        rows.append({
-            "model": name,
-            "test_r2": s["r2"],
-            "stream_r2": runs[name].summary.get("r2"),
-            "macs_dense": s["macs_dense"],
-            "macs_effective": s["macs_effective"],
-            "params": s["params"],
-            "bytes": s["bytes"],
-            "onnx": exports[name].summary()["path"],
-            "verification_max_abs_err": exports[name].verification.summary()["max_abs_err"],
-            "latency_us": {b: backends[b]["latency_us"] for b in backends},
-            "headroom": {b: bin_ms * 1e3 / backends[b]["latency_us"]["p99"] for b in backends},
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": name,
+                "test_r2": s["r2"],
+                "stream_r2": runs[name].summary.get("r2"),
+                "macs_dense": s["macs_dense"],
+                "macs_effective": s["macs_effective"],
+                "params": s["params"],
+                "bytes": s["bytes"],
+                "onnx": exports[name].summary()["path"],
+                "verification_max_abs_err": exports[name].verification.summary()["max_abs_err"],
+                "latency_us": {b: backends[b]["latency_us"] for b in backends},
+                "headroom": {b: bin_ms * 1e3 / backends[b]["latency_us"]["p99"] for b in backends},
+            }
+        )
     return rows
 
 
@@ -189,8 +220,9 @@ def _plots(out: Path, history: list[dict], stages: list[dict], ridge_r2: float, 
 def _print_table(console, summary: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"AEGRU on synthetic reaching (ridge baseline R² "
-                        f"{summary['ridge_test_r2']:.3f})")  # fmt: skip
+    table = Table(
+        title=f"AEGRU on synthetic reaching (ridge baseline R² {summary['ridge_test_r2']:.3f})"
+    )
     for col in ("model", "test R²", "stream R²", "MACs dense", "MACs eff.", "params", "bytes"):
         table.add_column(col, justify="right")
     for b in BACKENDS:
@@ -198,12 +230,22 @@ def _print_table(console, summary: dict) -> None:
     table.add_column("headroom (ort p99)", justify="right")
     for r in summary["models"]:
         lat = [f"{r['latency_us'][b]['p50']:.1f}/{r['latency_us'][b]['p99']:.1f}" for b in BACKENDS]
-        table.add_row(r["model"], f"{r['test_r2']:.3f}", f"{r['stream_r2']:.3f}",
-                      f"{r['macs_dense']:,.0f}",
-                      f"{r['macs_effective']:,.0f}", f"{r['params']:,}", f"{r['bytes']:,}", *lat,
-                      f"{r['headroom']['ort']:,.0f}×")  # fmt: skip
+        table.add_row(
+            r["model"],
+            f"{r['test_r2']:.3f}",
+            f"{r['stream_r2']:.3f}",
+            f"{r['macs_dense']:,.0f}",
+            f"{r['macs_effective']:,.0f}",
+            f"{r['params']:,}",
+            f"{r['bytes']:,}",
+            *lat,
+            f"{r['headroom']['ort']:,.0f}×",
+        )
     console.print(table)
-    console.print("test R²: windows of the test split (as in training); stream R²: the ONNX "
-                  "decoder streamed bin by bin from a cold start by the runtime.")  # fmt: skip
-    console.print(f"everything is in [bold]{summary['out']}[/] "
-                  f"({summary['seconds']['total']:.0f} s)")  # fmt: skip
+    console.print(
+        "test R²: windows of the test split (as in training); stream R²: the ONNX "
+        "decoder streamed bin by bin from a cold start by the runtime."
+    )
+    console.print(
+        f"everything is in [bold]{summary['out']}[/] ({summary['seconds']['total']:.0f} s)"
+    )

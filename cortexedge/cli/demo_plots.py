@@ -48,11 +48,22 @@ def r2_vs_macs(stages: list[dict], ridge_r2: float, published: dict, path) -> No
     macs = [s["macs_effective"] for s in stages]
     ax.plot(macs, [s["r2"] for s in stages], "o-", label="this run (synthetic)")
     for s in stages:
-        ax.annotate(s["name"], (s["macs_effective"], s["r2"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)  # fmt: skip
+        ax.annotate(
+            s["name"],
+            (s["macs_effective"], s["r2"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     ax.axhline(ridge_r2, color="gray", ls="--", label=f"ridge baseline ({ridge_r2:.3f})")
-    ax.plot([published["macs_effective"]], [published["r2"]], "*", ms=12, color="C3",
-            label=published["label"])  # fmt: skip
+    ax.plot(
+        [published["macs_effective"]],
+        [published["r2"]],
+        "*",
+        ms=12,
+        color="C3",
+        label=published["label"],
+    )
     ax.set_xlabel("effective MACs per bin")
     ax.set_ylabel("test R²")
     ax.legend(fontsize=8)
