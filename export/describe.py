@@ -9,10 +9,9 @@ comes from the project's one definition of it:
   `cortexedge.compress.footprint` on the exported model, again the compress stage's numbers;
 - bit widths: the brevitas quantizers (`cortexedge.compress.qat.quant_scales`).
 The graph's own count (`cortexedge.runtime.graph_macs`, what the runtime's profiler reports for
-the file) goes into `extra` as `graph_macs_dense` / `graph_macs_effective`: it is lower where
-the exporter folded work on constants away (AEGRU's window restarts its GRU from a zero state,
-so the first W_hh·h of every window is a constant) and where a GRU cell is written out as ops
-(two gate products per unit where NeuroBench's GRUCell rule counts three).
+the file) goes into `extra` as `graph_macs_dense` / `graph_macs_effective`. Float recurrent cells
+are traced as ONNX GRU/LSTM ops (`export.tracing.SEQUENCE_OPS`), so both counts apply the same
+rule to the same weights and agree (tests/export/test_macs_agree.py).
 """
 
 from __future__ import annotations
