@@ -2,19 +2,18 @@
 
 A backend runs one step graph for a fixed number of streams (`batch`) and owns the recurrent
 state between calls. StreamingDecoder and MultiStreamDecoder only talk to this interface, so a
-new backend (the C backend of the C-export issue) slots in by adding one module: if
-`cortexedge.runtime.backend_c` exists and defines `CBackend`, it is registered as "c".
+new backend slots in by adding one entry to `BACKENDS`. A backend that can run only some files
+(the C backend needs a C build next to the .onnx) says so with a static `available(model)`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import ClassVar, Protocol
 
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
+from cortexedge.runtime.backend_c import CBackend
 from cortexedge.runtime.backend_numpy import NumpyBackend
 from cortexedge.runtime.backend_ort import OrtBackend
 from cortexedge.runtime.model import LoadedModel
@@ -43,10 +42,14 @@ class Backend(Protocol):
     def write_state(self, states: dict[str, np.ndarray]) -> None: ...
 
 
-BACKENDS: dict[str, type[Backend]] = {"ort": OrtBackend, "numpy": NumpyBackend}
+BACKENDS: dict[str, type[Backend]] = {"ort": OrtBackend, "numpy": NumpyBackend, "c": CBackend}
 
-if importlib.util.find_spec("cortexedge.runtime.backend_c") is not None:
-    BACKENDS["c"] = importlib.import_module("cortexedge.runtime.backend_c").CBackend
+
+def available_for(model: LoadedModel) -> tuple[str, ...]:
+    """Names of the backends that can run `model` (what "all backends" means for a file)."""
+    return tuple(
+        name for name, cls in BACKENDS.items() if getattr(cls, "available", lambda m: True)(model)
+    )
 
 
 def backend_class(name: str) -> type[Backend]:

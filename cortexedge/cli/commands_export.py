@@ -51,13 +51,25 @@ def _onnx(run_dir: Path, out: Path, options: dict) -> list[str]:
     return lines
 
 
+def _c(run_dir: Path, out: Path, options: dict) -> list[str]:
+    """Generate, build and verify the C decoder in the folder `out`; returns the summary lines."""
+    from cortexedge.export.c.generate import export_c, summary_lines
+
+    return summary_lines(export_c(run_dir, out, recording=options["data"]))
+
+
 # target name -> writer(run_dir, out, options) -> lines to print
-TARGETS: dict[str, Callable[[Path, Path, dict], list[str]]] = {"onnx": _onnx}
+TARGETS: dict[str, Callable[[Path, Path, dict], list[str]]] = {"onnx": _onnx, "c": _c}
 
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (onnx) or folder (c).",
+)
 @click.option(
     "--target",
     type=click.Choice(sorted(TARGETS)),

@@ -82,7 +82,7 @@ def profile(
     """Stream DECODER (.onnx) bin by bin: latency, deadlines, MACs, footprint, accuracy."""
     from cortexedge.runtime import profile as prof
     from cortexedge.runtime import report
-    from cortexedge.runtime.backends import BACKENDS
+    from cortexedge.runtime.backends import BACKENDS, available_for
     from cortexedge.runtime.model import load_decoder
 
     if data is not None and synthetic:
@@ -90,13 +90,13 @@ def profile(
     for out in (json_out, plot):
         if out is not None and not out.parent.exists():
             raise CortexEdgeError(f"output folder does not exist: {out.parent}")
-    backends = tuple(BACKENDS) if backend == "all" else (backend,)
-    for name in backends:
-        if name not in BACKENDS:
-            raise CortexEdgeError(
-                f"--backend: '{name}' is not available (choose from {sorted(BACKENDS)} or all)"
-            )
-    meta = load_decoder(decoder).meta
+    if backend != "all" and backend not in BACKENDS:
+        raise CortexEdgeError(
+            f"--backend: '{backend}' is not available (choose from {sorted(BACKENDS)} or all)"
+        )
+    model = load_decoder(decoder)
+    meta = model.meta
+    backends = available_for(model) if backend == "all" else (backend,)
     if data is not None:
         stream = prof.recording_stream(data, meta, n_bins)
     else:

@@ -1,0 +1,312 @@
+"""The integer C path: an IntModel (cortexedge.runtime.int_reference) as C99 that matches the
+numpy reference bit for bit.
+
+`EMITTERS` maps each layer kind to the function that emits it (C code, constant arrays and the
+stored matrices); `emit(model, policy)` runs them in order and assembles the program with the
+shared skeleton of emit_common. A per-row constant that is the same for every row (per-tensor
+scales) is written as a literal instead of an array, which saves flash and loads.
+
+Raw samples are stored in the state at the fewest bits that hold `max_count` (1..8 bits; a
+sample whose bits straddle a byte boundary is read through two bytes, one spare byte per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import emit_common, int_templates
+from cortexedge.export.c.emit_common import Layout
+from cortexedge.export.c.program import Emitted, Program, assemble
+from cortexedge.export.c.sparse import CArray, row_function, store
+from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant
+
+
+def _const(name: str, values: np.ndarray, index: str, dtype) -> tuple[str, list[CArray]]:
+    """A C expression for values[index]: a literal when all values agree, else an array."""
+    values = np.asarray(values).reshape(-1)
+    if np.all(values == values[0]):
+        v = int(values[0])
+        return (f"INT64_C({v})" if np.dtype(dtype) == np.int64 else str(v)), []
+    info = np.iinfo(dtype)
+    if values.min() < info.min or values.max() > info.max:
+        raise CortexEdgeError(f"C export: constant {name} does not fit {np.dtype(dtype).name}")
+    return f"{name}[{index}]", [CArray(name, values.astype(dtype))]
+
+
+def _requant(name: str, rq: Requant, n: int, head: bool) -> tuple[str, list[CArray]]:
+    """`name_one(x, k)` requantizing value x of channel k (k < n), and with `head` also
+    `name(x, dst)` over all n channels."""
+    if rq.lo < -128 or rq.hi > 127:
+        raise CortexEdgeError(f"C export: requantizer {name} targets a range outside int8")
+    m, am = _const(f"{name}_m", np.broadcast_to(rq.m, (n,)), "k", np.int32)
+    c, ac = _const(f"{name}_c", np.broadcast_to(rq.c, (n,)), "k", np.int64)
+    s, as_ = _const(f"{name}_s", np.broadcast_to(rq.shift, (n,)), "k", np.int8)
+    code = int_templates.REQUANT.format(name=name, m=m, c=c, s=s, lo=rq.lo, hi=rq.hi)
+    if head:
+        code += int_templates.HEAD.format(name=name, n=n)
+    return code, am + ac + as_
+
+
+def _act(name: str, t: ActTable) -> tuple[str, list[CArray]]:
+    thr = np.clip(t.thr, -(2**31), 2**31 - 1).astype(np.int32)
+    arrays = [CArray(f"{name}_lut", t.lut.astype(np.uint8)), CArray(f"{name}_thr", thr)]
+    code = (
+        f"static const act_t {name} = {{{t.lo}, {t.cell_shift}, {len(t.lut)}, {t.qmin}, "
+        f"{t.qmax}, {name}_lut, {name}_thr}};\n"
+    )
+    return code, arrays
+
+
+def _row_sums(lay: Layout, sum_t: str) -> str:
+    """C adding every stored ring row into sums[c]: 8 samples of `bits` bits fill exactly
+    `bits` bytes, so each group of 8 channels is one little-endian word and constant shifts."""
+    bits, c = lay.sample_bits, lay.channels
+    mask, word = (1 << bits) - 1, "uint32_t" if bits <= 4 else "uint64_t"
+    load = " | ".join(f"(({word})row[{k}] << {8 * k})" for k in range(bits))
+    adds = "\n".join(
+        f"                sums[g + {j}] = ({sum_t})(sums[g + {j}] + ((w >> {j * bits}) & {mask}u));"
+        for j in range(8)
+    )
+    tail = ""
+    if c % 8:
+        byte = f"(unsigned)row0[(k * {bits}) >> 3]"
+        # a sample that may straddle two bytes reads the next one (each row has a spare byte)
+        pair = (
+            byte if 8 % bits == 0 else f"({byte} | ((unsigned)row0[((k * {bits}) >> 3) + 1] << 8))"
+        )
+        tail = f"""        for (k = {c - c % 8}; k < {c}; ++k) {{ /* the last channels */
+            const uint8_t *row0 = s->ring[r];
+            sums[k] = ({sum_t})(sums[k] + (({pair} >> ((k * {bits}) & 7)) & {mask}u));
+        }}
+"""
+    return f"""    for (r = 0; r < {lay.ring_rows}; ++r) {{
+        int g;
+        for (g = 0; g < {c - c % 8}; g += 8) {{
+            const uint8_t *row = s->ring[r] + (g / 8) * {bits};
+            {{
+                {word} w = {load};
+{adds}
+            }}
+        }}
+{tail}    }}
+"""
+
+
+def _front(model: IntModel, lay: Layout, policy: str) -> Emitted:
+    bits, top, c = lay.sample_bits, model.max_count, lay.channels
+    clipped = "bin[k]" if top == 255 else f"(bin[k] > {top} ? {top} : bin[k])"
+    lut = CArray("decoder_lut", model.lut.astype(np.int8))
+    sum_t = "uint8_t" if lay.width * top <= 255 else "uint16_t"
+    code = f"""
+/* box sum of the last {lay.width} raw samples (each clipped to {top}), then the input table */
+static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
+{{
+    {sum_t} sums[{c}];
+    int k{", r" if lay.ring_rows else ""};
+    for (k = 0; k < {c}; ++k) {{
+        sums[k] = ({sum_t}){clipped};
+    }}
+"""
+    if lay.ring_rows:
+        spill = f"        row[((k * {bits}) >> 3) + 1] |= (uint8_t)(x >> 8);\n"
+        code += (
+            _row_sums(lay, sum_t)
+            + f"""    {{
+        uint8_t *row = s->ring[s->ring_pos];
+        memset(row, 0, sizeof s->ring[0]);
+        for (k = 0; k < {c}; ++k) {{
+            unsigned x = (unsigned){clipped} << ((k * {bits}) & 7);
+            row[(k * {bits}) >> 3] |= (uint8_t)(x & 0xFFu);
+{"" if 8 % bits == 0 else "    " + spill}        }}
+        s->ring_pos = (uint16_t)((s->ring_pos + 1) % {lay.ring_rows});
+    }}
+"""
+        )
+    else:
+        code += "    (void)s;\n"
+    code += f"""    for (k = 0; k < {c}; ++k) {{
+        q[k] = decoder_lut[sums[k] < {len(model.lut)}u ? sums[k] : {len(model.lut) - 1}u];
+    }}
+}}
+"""
+    return Emitted(code, [lut], [])
+
+
+def _encoder(model: IntModel, lay: Layout, policy: str) -> Emitted:
+    c = lay.channels
+    if model.encoder is None:
+        code = """
+static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx)
+{
+    front(s, bin, qx);
+}
+"""
+        zero = (
+            f"\nstatic void input_zero(int8_t *qx)\n{{\n    memset(qx, decoder_lut[0], {c});\n}}\n"
+        )
+        return Emitted(code + (zero if lay.cached else ""), [], [])
+    e = model.encoder.w.shape[0]
+    mat = store("enc", model.encoder.w, policy)
+    head, arrays = _requant("enc_rq", model.encoder.rq, e, head=False)
+    code = f"""
+{row_function(mat, "int32_t", "int8_t")}{head}
+static void encode(const int8_t *q_in, int8_t *qx)
+{{
+    int o;
+    for (o = 0; o < {e}; ++o) {{
+        qx[o] = enc_rq_one(row_enc(o, q_in), o);
+    }}
+}}
+
+static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx)
+{{
+    int8_t q_in[{c}];
+    front(s, bin, q_in);
+    encode(q_in, qx);
+}}
+"""
+    zero = f"""
+static void input_zero(int8_t *qx)
+{{
+    int8_t q_in[{c}];
+    memset(q_in, decoder_lut[0], sizeof q_in);
+    encode(q_in, qx);
+}}
+"""
+    return Emitted(code + (zero if lay.cached else ""), list(mat.arrays) + arrays, [mat])
+
+
+def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
+    p, n = f"c{i}", cell.hidden
+    ih, hh = store(f"{p}_ih", cell.w_ih, policy), store(f"{p}_hh", cell.w_hh, policy)
+    arrays = list(ih.arrays) + list(hh.arrays)
+    consts = {}
+    rz, cand = slice(0, 2 * n), slice(2 * n, 3 * n)
+    for key, values, rows, dtype in (
+        ("mi_rz", cell.m_i, rz, np.int32), ("mh_rz", cell.m_h, rz, np.int32),
+        ("s_rz", cell.shift, rz, np.int8), ("mi_n", cell.m_i, cand, np.int32),
+        ("mh_n", cell.m_h, cand, np.int32), ("s_n", cell.shift, cand, np.int8),
+    ):  # fmt: skip
+        block = np.asarray(values)[rows]
+        if np.all(block == block[0]):
+            consts[key], extra = _const(f"{p}_{key}", block, "j", dtype)
+        else:  # per-row: one array over all 3H rows, indexed by j
+            consts[key], extra = f"{p}_{key[:2]}[j]", []
+            if not any(a.name == f"{p}_{key[:2]}" for a in arrays):
+                extra = [CArray(f"{p}_{key[:2]}", np.asarray(values).astype(dtype))]
+        arrays += extra
+    for name, values in ((f"{p}_bi", cell.b_i), (f"{p}_bhn", cell.b_hn)):
+        if np.abs(values).max(initial=0) >= 2**31:
+            raise CortexEdgeError(f"C export: cell {i}: bias {name} does not fit int32")
+        arrays.append(CArray(name, np.asarray(values).astype(np.int32)))
+    sig, sig_arrays = _act(f"{p}_sig", cell.sigmoid)
+    tanh, tanh_arrays = _act(f"{p}_tanh", cell.tanh)
+    state, st_arrays = _requant(f"{p}_state", cell.state, n, head=True)
+    out, out_arrays = _requant(f"{p}_out", cell.out, n, head=True)
+    a, b, c, g = (int(v) for v in cell.blend)
+    norm = "" if cell.ln_eps is None else f"    layer_norm(hq, {n}, INT64_C({int(cell.ln_eps)}));\n"
+    body = int_templates.CELL.format(p=p, n=n, a=a, b=b, c=c, g=g, norm=norm, **consts)
+    code = (
+        row_function(ih, "int32_t", "int8_t") + "\n" + row_function(hh, "int32_t", "int8_t")
+        + sig + tanh + body + state + out
+    )  # fmt: skip
+    return Emitted(code, arrays + sig_arrays + tanh_arrays + st_arrays + out_arrays, [ih, hh])
+
+
+def _cells(model: IntModel, lay: Layout, policy: str) -> Emitted:
+    parts = [_cell(c, i, policy) for i, c in enumerate(model.cells)]
+    ln = int_templates.LAYER_NORM if any(c.ln_eps is not None for c in model.cells) else ""
+    ih0 = int_templates.IH_ALL.format(rows=3 * lay.hidden) if lay.cached else ""
+    code = ln + "".join(p.code for p in parts) + emit_common.cell_tables(lay, len(parts)) + ih0
+    return Emitted(code, [a for p in parts for a in p.arrays], [m for p in parts for m in p.stored])
+
+
+def _readout(model: IntModel, lay: Layout, policy: str) -> Emitted:
+    mat = store("out", model.readout.w, policy)
+    bias = CArray("out_b", model.readout.bias.astype(np.int32))
+    code = f"""
+{row_function(mat, "int32_t", "int8_t")}
+static void readout(const int8_t *x, int32_t *out)
+{{
+    int d;
+    for (d = 0; d < {lay.outputs}; ++d) {{
+        out[d] = row_out(d, x) + out_b[d];
+    }}
+}}
+"""
+    return Emitted(code, list(mat.arrays) + [bias], [mat])
+
+
+# layer kind -> emitter, in the order the generated file defines them
+EMITTERS: dict[str, Callable[[IntModel, Layout, str], Emitted]] = {
+    "front": _front,
+    "encoder": _encoder,
+    "gru_cell": _cells,
+    "readout": _readout,
+}
+
+
+def layout(model: IntModel) -> Layout:
+    """Sizes and C types of the integer decoder."""
+    bits = max(int(model.max_count).bit_length(), 1)
+    enc = None if model.encoder is None else model.encoder.w.shape[0]
+    return Layout(
+        "int", model.channels, model.outputs, enc, model.cells[0].hidden, len(model.cells),
+        model.width, model.mode, model.num_steps, model.lag, "uint8_t", "int32_t", "int8_t",
+        "int32_t", bits, model.max_count,
+    )  # fmt: skip
+
+
+def _host_io(model: IntModel, lay: Layout) -> str:
+    if lay.mode != "stateful":
+        return ""
+    scales = ", ".join(f"{c.state_scale!r}f" for c in model.cells)
+    return f"""
+static const float state_scale[{lay.layers}] = {{{scales}}};
+void decoder_host_get_hidden(const decoder_state_t *s, int layer, float *h);
+void decoder_host_set_hidden(decoder_state_t *s, int layer, const float *h);
+
+void decoder_host_get_hidden(const decoder_state_t *s, int layer, float *h)
+{{
+    int k;
+    for (k = 0; k < {lay.hidden}; ++k) {{
+        h[k] = (float)s->h[layer][k] * state_scale[layer];
+    }}
+}}
+
+/* the state quantizer of the model: round half to even, saturate */
+void decoder_host_set_hidden(decoder_state_t *s, int layer, const float *h)
+{{
+    int k;
+    for (k = 0; k < {lay.hidden}; ++k) {{
+        float q = nearbyintf(h[k] / state_scale[layer]);
+        s->h[layer][k] = (int8_t)(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
+    }}
+}}
+"""
+
+
+def emit(model: IntModel, policy: str = "auto") -> Program:
+    """The integer C program of `model`; `policy` chooses dense/CSR storage per matrix."""
+    lay = layout(model)
+    parts = [emit_fn(model, lay, policy) for emit_fn in EMITTERS.values()]
+    scales = ", ".join(f"{float(s)!r}f" for s in model.out_scale)
+    macros = [
+        f"#define DECODER_MAX_COUNT {model.max_count} /* larger raw counts are clipped */",
+        "/* y[d] = out[d] * DECODER_OUTPUT_SCALES[d] */",
+        f"#define DECODER_OUTPUT_SCALES {{{scales}}}",
+    ]
+    host = emit_common.host_shim(
+        lay,
+        convert="in[c] = (decoder_input_t)v;",
+        validate=f"v >= 0.0f && v <= {model.max_count}.0f && v == (float)(int)v",
+        emit="y[k + d] = (float)out[d] * out_scale[d];\n                if (raw) {\n"
+        "                    raw[k + d] = out[d];\n                }",
+        hidden_io=_host_io(model, lay),
+    )
+    scale_table = f"static const float out_scale[{lay.outputs}] = DECODER_OUTPUT_SCALES;"
+    host = host.replace('#include "decoder.h"\n', f'#include "decoder.h"\n\n{scale_table}\n')
+    return assemble(lay, parts, int_templates.HELPERS, macros, host, ["<stdint.h>", "<string.h>"])

@@ -1,0 +1,244 @@
+"""`export_c`: a trained (float) or QAT-compressed decoder -> a verified C folder.
+
+Writes, into `out_dir`: decoder.h (API), decoder.c (step function), decoder_weights.c (const
+arrays, flash), README.md (API, memory figures, build), decoder.onnx (the graph the C code
+implements, with the metadata contract), decoder_c.json (the manifest the runtime's "c" backend
+reads), decoder_host.c + libdecoder.so (host shim and host build), and on the integer path
+decoder_int.npz (the integer model the numpy reference runs).
+
+Order: read the layer IR (unsupported layers fail here, naming the layer) -> emit C -> export
+or copy the ONNX graph -> host build -> verification (float: onnxruntime within 1e-5; integer:
+bit-exact with the numpy reference, within the stated bound of the QCDQ graph) -> Cortex-M4
+sizes and, optionally, a run under qemu whose outputs must equal the host build's. Everything
+is built in a temporary folder inside `out_dir` and moved into place only when all checks pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from cortexedge import __version__
+from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import build, emit_float, emit_int, qemu, verify_c
+from cortexedge.export.c.int_extract import int_model
+from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.export.c.readme import readme
+from cortexedge.export.c.sparse import POLICIES
+from cortexedge.recording import Recording
+from cortexedge.runtime.backend_c import MANIFEST, MANIFEST_VERSION, CLibrary
+from cortexedge.runtime.model import load_decoder
+
+NUMERIC = ("auto", "float", "int")
+LIBRARY = "libdecoder.so"
+
+
+@dataclass
+class CExport:
+    """What export_c wrote and measured (the manifest holds every figure)."""
+
+    folder: Path
+    manifest: dict
+
+    def summary(self) -> dict:
+        m = self.manifest
+        return {"folder": str(self.folder), "numeric": m["numeric"], "memory": m["memory"],
+                "macs": m["macs"], "verification": m["verification"],
+                "storage": m["storage"], "qemu": m.get("qemu")}  # fmt: skip
+
+
+def summary_lines(res: CExport) -> list[str]:
+    """What the `cortexedge export --target c` command prints."""
+    m = res.manifest
+    mem, ver, arm = m["memory"], m["verification"], m["memory"].get("cortex_m4") or {}
+    formats = ", ".join(f"{x['matrix']} {x['format']}" for x in m["storage"]["matrices"])
+    lines = [
+        f"wrote {res.folder}/ (decoder.h, decoder.c, decoder_weights.c, README.md; "
+        f"{m['numeric']} path; storage: {formats})",
+        f"verified on {ver['bins']:,} bins ({m['verified_on']}): max |C - onnxruntime| "
+        f"{ver['max_abs_err_vs_onnx']:.3g}"
+        + (f"; bit-exact with the integer reference on {ver['bit_exact_bins']:,}"
+           if ver.get("bit_exact_bins") else ""),
+        f"constant data {mem['weights_bytes']:,} B, state {mem['state_bytes']:,} B, "
+        f"MACs/step {m['macs']['executed_per_step']:,}",
+    ]  # fmt: skip
+    if arm:
+        lines.append(f"Cortex-M4: flash {arm['flash_bytes']:,} B (code {arm['code_bytes']:,}), "
+                     f"RAM <= {mem['ram_bytes_bound']:,} B (state + stack bound)")  # fmt: skip
+    if m.get("qemu"):
+        q = m["qemu"]
+        lines.append(f"qemu {q['board']}: {q['insns_per_step']:,.0f} instructions/step, "
+                     f"stack {q['stack_bytes']:,} B, RAM {mem['ram_bytes']:,} B")  # fmt: skip
+    return lines
+
+
+def state_map(meta_states, layers: int, channels: int) -> list[dict]:
+    """How each graph state tensor maps onto the C state: raw-sample history or hidden state."""
+    out = []
+    for s in meta_states:
+        hidden = re.fullmatch(r"h(\d*)", s.name)
+        if len(s.shape) == 3 and s.shape[-1] == channels and s.batch_axis == 0:
+            out.append({"name": s.name, "kind": "history", "rows": int(s.shape[1])})
+        elif hidden:
+            idx = [int(hidden.group(1))] if hidden.group(1) else list(range(layers))
+            out.append({"name": s.name, "kind": "hidden", "layers": idx})
+        else:
+            raise CortexEdgeError(f"C export: cannot map the graph state '{s.name}' to the C state")
+    return out
+
+
+def _check_options(numeric: str, sparse: str, quantized: bool) -> str:
+    if numeric not in NUMERIC:
+        raise CortexEdgeError(f"numeric: must be one of {', '.join(NUMERIC)}, got {numeric!r}")
+    if sparse not in POLICIES:
+        raise CortexEdgeError(f"sparse: must be one of {', '.join(POLICIES)}, got {sparse!r}")
+    resolved = ("int" if quantized else "float") if numeric == "auto" else numeric
+    if (resolved == "int") != quantized:
+        what = "a quantized (QAT) model" if resolved == "int" else "a float model"
+        raise CortexEdgeError(f"numeric={resolved!r} needs {what}; this model is the other kind")
+    return resolved
+
+
+def _onnx(source, onnx_path, dest: Path, recording, onnx_options: dict) -> None:
+    if onnx_path is not None:
+        load_decoder(onnx_path)  # validates the file and its contract
+        shutil.copyfile(onnx_path, dest)
+        return
+    from cortexedge.export.api import to_onnx
+
+    to_onnx(source, dest, recording=recording, **onnx_options)
+
+
+def export_c(
+    model_or_checkpoint: nn.Module | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    numeric: str = "auto",
+    sparse: str = "auto",
+    max_count: int = 255,
+    recording: Recording | str | os.PathLike | None = None,
+    onnx_path: str | os.PathLike | None = None,
+    verify_bins: int = 10_000,
+    reference_bins: int = 2_000,
+    cortex_m: bool = True,
+    qemu_bins: int = 0,
+    **onnx_options,
+) -> CExport:
+    """Generate, build and verify the C decoder of a model in `out_dir`.
+
+    - `numeric`: "float", "int" (needs a QAT model) or "auto" (from the model);
+    - `sparse`: weight storage policy per matrix ("auto", "dense", "sparse", "size");
+    - `max_count`: integer path, the largest raw count per sample the C code keeps (inputs
+      above it are clipped; fewer bits per stored sample save RAM);
+    - `onnx_path`: an already exported graph of the same model (else `to_onnx` runs, with
+      `recording` and `onnx_options`);
+    - `verify_bins` rows are compared with onnxruntime, the first `reference_bins` with the
+      integer reference; `cortex_m`: cross-compile for sizes when arm-none-eabi-gcc exists;
+      `qemu_bins` > 0 also runs that many rows under qemu-system-arm.
+    """
+    from cortexedge.export.api import load_model
+    from cortexedge.export.streamable import inference_copy
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CortexEdgeError(f"output path is a file, expected a folder: {out}")
+    rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
+    model, _ = load_model(model_or_checkpoint)
+    structure = read_structure(inference_copy(model))
+    resolved = _check_options(numeric, sparse, structure.quantized)
+    imodel = int_model(structure, max_count) if resolved == "int" else None
+    program = (
+        emit_int.emit(imodel, sparse) if imodel else emit_float.emit(float_model(structure), sparse)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".c-export-", dir=out))
+    try:
+        manifest = _build(model_or_checkpoint, program, imodel, work, rec, onnx_path, verify_bins,
+                          reference_bins, cortex_m, qemu_bins, onnx_options, sparse)  # fmt: skip
+        for f in sorted(work.iterdir()):
+            target = out / f.name
+            if f.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            os.replace(f, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return CExport(out, manifest)
+
+
+def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, reference_bins,
+           cortex_m, qemu_bins, onnx_options, policy) -> dict:  # fmt: skip
+    lay = program.layout
+    _onnx(source, onnx_path, work / "decoder.onnx", rec, onnx_options)
+    meta = load_decoder(work / "decoder.onnx").meta
+    if meta.input.shape != (lay.channels,) or len(meta.outputs) != lay.outputs:
+        raise CortexEdgeError(
+            f"decoder.onnx reads {list(meta.input.shape)} and writes {len(meta.outputs)} outputs; "
+            f"the C decoder {lay.channels} and {lay.outputs}"
+        )
+    for name, text in program.files().items():
+        (work / name).write_text(text)
+    if imodel is not None:
+        (work / "decoder_int.npz").write_bytes(imodel.to_bytes())
+    man = {
+        "format_version": MANIFEST_VERSION, "toolkit_version": __version__,
+        "family": meta.model_family, "numeric": lay.numeric, "graph_sha256": meta.graph_sha256,
+        "library": LIBRARY, "max_count": lay.max_count,
+        "output_scale": None if imodel is None else [float(s) for s in imodel.out_scale],
+        "layout": {k: getattr(lay, k) for k in ("channels", "outputs", "hidden", "layers",
+                   "enc_dim", "width", "mode", "num_steps", "lag", "sample_bits")},
+        "states": state_map(meta.states, lay.layers, lay.channels),
+        "storage": {"policy": policy, "matrices": [m.report() for m in program.matrices]},
+        "macs": {"executed_per_step": program.macs["total"], "executed": program.macs,
+                 "graph": meta.macs},
+        "memory": {"weights_bytes": program.weight_bytes},
+    }  # fmt: skip
+    lib = CLibrary(build.host_library(work, LIBRARY), lay.numeric, lay.outputs, lay.channels)
+    man["memory"]["state_bytes"] = lib.state_size
+    top = lay.max_count if imodel is not None else None
+    rows, split = verify_c.input_rows(rec, lay.channels, verify_bins, top)
+    check = (
+        verify_c.verify_int(lib, imodel, work / "decoder.onnx", rows, reference_bins)
+        if imodel is not None else verify_c.verify_float(lib, work / "decoder.onnx", rows)
+    )  # fmt: skip
+    man["verification"], man["verified_on"] = check.summary(), split
+    if cortex_m and _have("arm-none-eabi-gcc", "arm-none-eabi-size"):
+        arm = build.arm_objects(work)
+        arm.pop("sections")
+        man["memory"]["cortex_m4"] = arm
+        man["memory"]["state_bytes"] = arm["state_bytes"]
+        man["memory"]["ram_bytes_bound"] = arm["state_bytes"] + arm["stack_bound_bytes"]
+    if qemu_bins > 0 and _have("arm-none-eabi-gcc", qemu.QEMU):
+        man["qemu"] = _run_qemu(work, lib, rows[:qemu_bins], lay)
+        man["memory"]["ram_bytes"] = man["qemu"]["state_bytes"] + man["qemu"]["stack_bytes"]
+    (work / MANIFEST).write_text(json.dumps(man, indent=1))
+    (work / "README.md").write_text(readme(man))
+    shutil.rmtree(work / "arm", ignore_errors=True)
+    return man
+
+
+def _have(*tools: str) -> bool:
+    return all(shutil.which(t) for t in tools)
+
+
+def _run_qemu(work: Path, lib: CLibrary, rows: np.ndarray, lay) -> dict:
+    """Run under qemu and compare with the host build: integer outputs must be identical; float
+    outputs within verify_c.FLOAT_TOL (newlib's expf/logf/tanhf round differently from glibc's)."""
+    in_dtype = np.uint8 if lay.numeric == "int" else np.float32
+    result = qemu.run_harness(work, rows, in_dtype, lib.raw_dtype, lay.outputs)
+    device, host = result.pop("outputs"), lib.run(lib.states(1), rows)
+    diff = float(np.abs(device.astype(np.float64) - host).max(initial=0.0))
+    tol = 0.0 if lay.numeric == "int" else verify_c.FLOAT_TOL * max(1.0, float(np.abs(host).max()))
+    if device.shape != host.shape or diff > tol:
+        raise CortexEdgeError(
+            f"the Cortex-M4 build (qemu) differs from the host build by {diff:.3g} (> {tol:.3g})"
+        )
+    shutil.rmtree(work / "qemu", ignore_errors=True)
+    return {**result, "bins": len(rows), "max_abs_diff_to_host": diff}

@@ -1,0 +1,158 @@
+"""C text of the integer path: shared helpers and the per-layer templates emit_int fills in.
+
+Each piece is the C form of one operation of cortexedge.runtime.int_reference (floor shift,
+saturation, activation table, LayerNorm, GRU cell, requantizing head); emit_int substitutes
+sizes, array names and constants (a literal when a value is the same for every row).
+"""
+
+from __future__ import annotations
+
+from cortexedge.runtime.int_reference import LN_INV_SHIFT, LN_OUT_SHIFT, PRE_LIMIT
+
+HELPERS = f"""
+#define PRE_LIMIT INT64_C({PRE_LIMIT})
+
+typedef struct {{
+    int32_t lo;
+    int shift;
+    int32_t n, qmin, qmax;
+    const uint8_t *lut;
+    const int32_t *thr;
+}} act_t;
+
+/* floor(v / 2^s), without relying on the sign behaviour of >> */
+static inline int64_t asr64(int64_t v, int s)
+{{
+    return v >= 0 ? v >> s : -((-(v + 1)) >> s) - 1;
+}}
+
+static inline int8_t sat8(int64_t v, int32_t lo, int32_t hi)
+{{
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}}
+
+/* floor(v / 2^s) clipped to ±PRE_LIMIT: a Q16 gate pre-activation */
+static inline int32_t pre32(int64_t v, int s)
+{{
+    int64_t p = asr64(v, s);
+    return (int32_t)(p < -PRE_LIMIT ? -PRE_LIMIT : (p > PRE_LIMIT ? PRE_LIMIT : p));
+}}
+
+/* quantized activation level of a pre-activation: table start, then exact thresholds */
+static inline int32_t act(const act_t *t, int32_t p)
+{{
+    int32_t i = p < t->lo ? 0 : (int32_t)((uint32_t)(p - t->lo) >> t->shift), q;
+    if (i > t->n - 1) {{
+        i = t->n - 1;
+    }}
+    q = t->qmin + t->lut[i];
+    while (q < t->qmax && p >= t->thr[q - t->qmin]) {{
+        ++q;
+    }}
+    return q;
+}}
+"""
+
+LAYER_NORM = f"""
+static uint64_t isqrt64(uint64_t v)
+{{
+    uint64_t r = 0, bit = (uint64_t)1 << 62;
+    while (bit > v) {{
+        bit >>= 2;
+    }}
+    while (bit) {{
+        if (v >= r + bit) {{
+            v -= r + bit;
+            r = (r >> 1) + bit;
+        }} else {{
+            r >>= 1;
+        }}
+        bit >>= 2;
+    }}
+    return r;
+}}
+
+/* Q16 rows -> normalized Q16 values (no affine part: it is folded into the heads) */
+static void layer_norm(int32_t *h, int n, int64_t eps)
+{{
+    int64_t sum = 0, mean, var, sd, inv;
+    uint64_t ss = 0;
+    int k;
+    for (k = 0; k < n; ++k) {{
+        sum += h[k];
+    }}
+    mean = sum / n;
+    if (sum % n != 0 && sum < 0) {{
+        mean -= 1; /* floor division */
+    }}
+    for (k = 0; k < n; ++k) {{
+        int64_t d = h[k] - mean;
+        ss += (uint64_t)(d * d);
+    }}
+    var = (int64_t)(ss / (uint64_t)n);
+    sd = (int64_t)isqrt64((uint64_t)(var + eps));
+    if (sd < 1) {{
+        sd = 1;
+    }}
+    inv = ((int64_t)1 << {LN_INV_SHIFT}) / sd;
+    for (k = 0; k < n; ++k) {{
+        int64_t v = (h[k] - mean) * inv + ((int64_t)1 << {LN_OUT_SHIFT - 1});
+        h[k] = (int32_t)asr64(v, {LN_OUT_SHIFT});
+    }}
+}}
+"""
+
+# one GRU cell: {p} prefix, {n} hidden size, gate constants as C expressions of row index j
+CELL = """
+static void {p}_run(const int32_t *acc_i, const int8_t *x, const int8_t *h, int32_t *hq)
+{{
+    int u;
+    for (u = 0; u < {n}; ++u) {{
+        int j;
+        int64_t pre[2], g;
+        int32_t q[2], cand;
+        for (j = u; j < 2 * {n}; j += {n}) {{ /* r then z */
+            int64_t i_ = (int64_t)(acc_i ? acc_i[j] : row_{p}_ih(j, x)) + {p}_bi[j];
+            int64_t h_ = h ? row_{p}_hh(j, h) : 0;
+            pre[j / {n}] = i_ * {mi_rz} + h_ * {mh_rz} + ((int64_t)1 << ({s_rz} - 1));
+            q[j / {n}] = act(&{p}_sig, pre32(pre[j / {n}], {s_rz}));
+        }}
+        j = 2 * {n} + u;
+        g = (int64_t)q[0] * ((h ? row_{p}_hh(j, h) : 0) + (int64_t){p}_bhn[u]);
+        pre[0] = ((int64_t)(acc_i ? acc_i[j] : row_{p}_ih(j, x)) + {p}_bi[j]) * {mi_n};
+        cand = act(&{p}_tanh, pre32(pre[0] + g * {mh_n} + ((int64_t)1 << ({s_n} - 1)), {s_n}));
+        hq[u] = (int32_t)asr64((int64_t)cand * (INT64_C({a}) - (int64_t)q[1] * INT64_C({b}))
+                               + (int64_t)q[1] * (h ? h[u] : 0) * INT64_C({c})
+                               + ((int64_t)1 << ({g} - 1)), {g});
+    }}
+{norm}}}
+"""
+
+# a requantizer of one value x of channel k, and a head over n channels
+REQUANT = """
+static inline int8_t {name}_one(int32_t x, int k)
+{{
+    (void)k;
+    return sat8(asr64((int64_t)x * {m} + {c}, {s}), {lo}, {hi});
+}}
+"""
+
+HEAD = """
+static void {name}(const int32_t *x, int8_t *dst)
+{{
+    int k;
+    for (k = 0; k < {n}; ++k) {{
+        dst[k] = {name}_one(x[k], k);
+    }}
+}}
+"""
+
+IH_ALL = """
+static void ih0_all(const int8_t *x, int32_t *acc)
+{{
+    int r;
+    for (r = 0; r < {rows}; ++r) {{
+        acc[r] = row_c0_ih(r, x);
+    }}
+}}
+"""

@@ -1,0 +1,256 @@
+"""The "c" backend: a generated C decoder (cortexedge export --target c), loaded with ctypes.
+
+An exported C folder holds decoder.onnx (the graph the C code implements, with its metadata),
+the C sources, `decoder_c.json` (the manifest: graph hash, numeric path, how the C state maps
+onto the graph's state tensors) and `libdecoder.so`, the host build of the sources plus the
+host shim decoder_host.c. `StreamingDecoder("<folder>/decoder.onnx", backend="c")` then runs
+the C code with the same API as the other backends.
+
+- The manifest must name the same graph sha256 as the ONNX file, else ContractError.
+- Integer builds take whole spike counts 0..max_count: any other value raises CortexEdgeError
+  naming the stream and channel, and nothing is decoded.
+- States: the shim keeps a copy of the last raw samples (the graph's `buffer`), and stateful
+  hidden states are read/written through the shim (dequantized/quantized on the integer
+  path). Writing a state resets the decoder and replays the buffer, which rebuilds the C
+  state exactly (window chains included).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from cortexedge.errors import ContractError, CortexEdgeError
+from cortexedge.runtime.model import LoadedModel
+
+MANIFEST = "decoder_c.json"
+MANIFEST_VERSION = 1
+_P, _L = ctypes.c_void_p, ctypes.c_long
+
+
+class _Call(ctypes.Structure):
+    """decoder_host_call_t: the arguments of one decoder_host_run call, built once per backend."""
+
+    _fields_ = [("states", _P), ("batch", _L), ("x", _P), ("n", _L), ("y", _P), ("raw", _P),
+                ("history", _P), ("rows", _L), ("pos", _P)]  # fmt: skip
+
+
+def load_manifest(folder: str | Path) -> dict:
+    """The C build manifest of an export folder (ContractError naming the file if unusable)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ContractError(
+            f"{path.parent}: no C build here ({MANIFEST} missing); export with --target c"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ContractError(f"{path}: not a readable C manifest ({e})") from None
+    if manifest.get("format_version") != MANIFEST_VERSION:
+        raise ContractError(f"{path}: C manifest version {manifest.get('format_version')} unknown")
+    return manifest
+
+
+class CLibrary:
+    """ctypes view of a compiled decoder (device code + host shim)."""
+
+    def __init__(self, path: str | Path, numeric: str, outputs: int, channels: int) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ContractError(
+                f"{path}: the C decoder is not built (export with --target c on a machine "
+                "with a C compiler)"
+            )
+        try:
+            self.lib = ctypes.CDLL(str(path.resolve()))
+        except OSError as e:
+            raise ContractError(f"{path}: cannot load the C decoder ({e})") from None
+        self.numeric, self.outputs, self.channels = numeric, outputs, channels
+        self.raw_dtype = np.dtype(np.int32 if numeric == "int" else np.float32)
+        lib = self.lib
+        lib.decoder_host_state_size.restype = ctypes.c_size_t
+        lib.decoder_host_reset.argtypes = [_P, _L]
+        lib.decoder_host_run.argtypes = [_P, _L, _P, _L, _P, _P, _P, _L, _P]
+        lib.decoder_host_run.restype = _L
+        lib.decoder_host_call.argtypes = [_P]
+        lib.decoder_host_call.restype = _L
+        self.state_size = int(lib.decoder_host_state_size())
+        self.has_hidden = hasattr(lib, "decoder_host_get_hidden")
+        if self.has_hidden:
+            for fn in (lib.decoder_host_get_hidden, lib.decoder_host_set_hidden):
+                fn.argtypes = [_P, ctypes.c_int, _P]
+
+    def states(self, batch: int) -> np.ndarray:
+        """Zeroed memory for `batch` decoder_state_t structs, reset."""
+        mem = np.zeros(batch * self.state_size, dtype=np.uint8)
+        self.lib.decoder_host_reset(mem.ctypes.data, batch)
+        return mem
+
+    def run(self, states: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Decode x [T, C] (one stream) from `states`; returns the raw outputs [T, D].
+
+        Raw outputs are int32 accumulators on the integer path (y = raw · output scale)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty((len(x), self.outputs), dtype=np.float32)
+        raw = np.empty((len(x), self.outputs), dtype=self.raw_dtype)
+        bad = self.lib.decoder_host_run(
+            states.ctypes.data, 1, x.ctypes.data, len(x), y.ctypes.data, raw.ctypes.data,
+            None, 1, None,
+        )  # fmt: skip
+        if bad >= 0:
+            raise _bad_value(x.reshape(-1)[bad], bad, 1, self.channels, "row")
+        return raw
+
+
+def _bad_value(value: float, index: int, batch: int, channels: int, unit: str) -> CortexEdgeError:
+    where, channel = divmod(index, channels)
+    row, stream = divmod(where, batch)
+    place = f"stream {stream}" if unit == "stream" else f"{unit} {row}"
+    return CortexEdgeError(
+        f"c backend: {place}, channel {channel}: {value:g} is not a whole spike count the "
+        "integer C build accepts (0 .. max_count)"
+    )
+
+
+class CBackend:
+    """Runs the generated C decoder of an exported folder for `batch` streams."""
+
+    name: ClassVar[str] = "c"
+
+    @staticmethod
+    def available(model: LoadedModel) -> bool:
+        """True when the decoder's folder holds a built C decoder of this very graph (what a
+        profiler's "all backends" should check before adding "c")."""
+        try:
+            man = load_manifest(model.path.parent)
+        except ContractError:
+            return False
+        lib = man.get("library")
+        return (
+            man.get("graph_sha256") == model.meta.graph_sha256
+            and bool(lib)
+            and (model.path.parent / lib).is_file()
+        )
+
+    def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None:
+        model.check_batch(batch)
+        folder = model.path.parent
+        man = load_manifest(folder)
+        if man.get("graph_sha256") != model.meta.graph_sha256:
+            raise ContractError(
+                f"{folder / MANIFEST}: the C build is of another graph than {model.path.name} "
+                "(sha256 differs); export both again"
+            )
+        channels, outputs = int(np.prod(model.meta.input.shape)), len(model.meta.outputs)
+        self.lib = CLibrary(folder / man["library"], man["numeric"], outputs, channels)
+        self.batch, self.channels, self.outputs = batch, channels, outputs
+        self._map = man["states"]
+        self._initial = model.initial_states(batch)
+        self._shapes = {s.name: s for s in model.meta.states}
+        rows = next((s["rows"] for s in self._map if s["kind"] == "history"), 0)
+        self._rows = max(rows, 1)
+        self._mem = self.lib.states(batch)
+        self._history = np.zeros((batch, self._rows, channels), dtype=np.float32)
+        self._pos = np.zeros(1, dtype=np.int64)
+        self._x = np.zeros((batch, channels), dtype=np.float32)
+        self._y = np.zeros((batch, outputs), dtype=model.y_dtype)
+        self._call = _Call(
+            self._mem.ctypes.data, batch, self._x.ctypes.data, 1, self._y.ctypes.data, None,
+            self._history.ctypes.data if rows else None, self._rows, self._pos.ctypes.data,
+        )  # fmt: skip
+        self._call_ptr = ctypes.addressof(self._call)
+        self._step_fn = self.lib.lib.decoder_host_call
+        self._run = self.lib.lib.decoder_host_run
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        np.copyto(self._x, x.reshape(self._x.shape), casting="unsafe")
+        bad = self._step_fn(self._call_ptr)
+        if bad >= 0:
+            raise _bad_value(self._x.reshape(-1)[bad], bad, self.batch, self.channels, "stream")
+        return self._y
+
+    def read_state(self) -> dict[str, np.ndarray]:
+        out = {}
+        for entry in self._map:
+            spec = self._shapes[entry["name"]]
+            shape = list(spec.shape)
+            shape[spec.batch_axis] = self.batch
+            if entry["kind"] == "history":
+                order = (int(self._pos[0]) + np.arange(self._rows)) % self._rows
+                value = self._history[:, order]
+            else:
+                value = np.zeros(
+                    (self.batch, len(entry["layers"]), self._hidden_size()), np.float32
+                )
+                for b in range(self.batch):
+                    for k, layer in enumerate(entry["layers"]):
+                        self.lib.lib.decoder_host_get_hidden(
+                            self._struct(b), layer, value[b, k].ctypes.data
+                        )
+            out[entry["name"]] = _from_batch_first(value, shape, spec.batch_axis)
+        return out
+
+    def write_state(self, states: dict[str, np.ndarray]) -> None:
+        if all(not np.any(states[k]) for k in states) and all(
+            not np.any(v) for v in self._initial.values()
+        ):
+            self.lib.lib.decoder_host_reset(self._mem.ctypes.data, self.batch)
+            self._history[...] = 0
+            self._pos[0] = 0
+            return
+        saved = (self._mem.copy(), self._history.copy(), self._pos.copy())
+        try:
+            self._replay(states)
+        except CortexEdgeError:
+            for dst, src in zip((self._mem, self._history, self._pos), saved, strict=True):
+                np.copyto(dst, src)
+            raise
+
+    def _replay(self, states: dict[str, np.ndarray]) -> None:
+        """Reset, replay the raw-sample buffer (rebuilds ring and window chains), set hiddens."""
+        self.lib.lib.decoder_host_reset(self._mem.ctypes.data, self.batch)
+        self._history[...] = 0
+        self._pos[0] = 0
+        for entry in self._map:
+            spec = self._shapes[entry["name"]]
+            value = np.moveaxis(np.asarray(states[entry["name"]], np.float32), spec.batch_axis, 0)
+            if entry["kind"] == "history":
+                rows = np.ascontiguousarray(
+                    value.reshape(self.batch, self._rows, -1).swapaxes(0, 1)
+                )
+                y = np.zeros((self._rows, self.batch, self.outputs), np.float32)
+                bad = self._run(
+                    self._mem.ctypes.data, self.batch, rows.ctypes.data, self._rows, y.ctypes.data,
+                    None, self._history.ctypes.data, self._rows, self._pos.ctypes.data,
+                )  # fmt: skip
+                if bad >= 0:
+                    raise _bad_value(rows.reshape(-1)[bad], bad, self.batch, self.channels, "row")
+        for entry in self._map:
+            if entry["kind"] != "hidden":
+                continue
+            spec = self._shapes[entry["name"]]
+            value = np.moveaxis(np.asarray(states[entry["name"]], np.float32), spec.batch_axis, 0)
+            value = np.ascontiguousarray(value.reshape(self.batch, len(entry["layers"]), -1))
+            for b in range(self.batch):
+                for k, layer in enumerate(entry["layers"]):
+                    self.lib.lib.decoder_host_set_hidden(
+                        self._struct(b), layer, value[b, k].ctypes.data
+                    )
+
+    def _struct(self, b: int) -> int:
+        return self._mem.ctypes.data + b * self.lib.state_size
+
+    def _hidden_size(self) -> int:
+        entry = next(e for e in self._map if e["kind"] == "hidden")
+        spec = self._shapes[entry["name"]]
+        return int(np.prod(spec.shape)) // len(entry["layers"])
+
+
+def _from_batch_first(value: np.ndarray, shape: list[int], axis: int) -> np.ndarray:
+    """[B, ...] (batch first) -> the metadata layout with the batch on `axis`."""
+    moved = [shape[axis]] + [d for i, d in enumerate(shape) if i != axis]
+    return np.moveaxis(value.reshape(moved), 0, axis).astype(np.float32)

@@ -1,0 +1,154 @@
+"""export_c: files and their rules, storage choice and MAC counts, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import build, emit_float, sparse
+from cortexedge.export.c.generate import export_c
+from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.macs import elementwise, linear
+from cortexedge.runtime.model import load_decoder
+from cortexedge.train.models.aegru import AEGRU
+from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
+from tests.export.test_c_support import contract_onnx, prune_half
+
+ALLOWED = {"<stdint.h>", "<string.h>", '"decoder.h"'}
+
+
+def aegru(seed: int = 0, **kw) -> AEGRU:
+    torch.manual_seed(seed)
+    args = dict(hidden=8, enc_dim=8, bin_width=4, num_steps=3, training_parts=False) | kw
+    return AEGRU(12, **args).eval()
+
+
+@pytest.fixture(scope="module")
+def pruned_export(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    model = aegru()
+    prune_half(model)
+    onnx = contract_onnx(model, tmp / "f.onnx", 12)
+    return model, export_c(model, tmp / "c", onnx_path=onnx, verify_bins=400, cortex_m=False)
+
+
+def test_files_follow_the_device_rules(pruned_export):
+    _, res = pruned_export
+    folder = res.folder
+    names = {p.name for p in folder.iterdir()}
+    assert {"decoder.h", "decoder.c", "decoder_weights.c", "README.md", "decoder.onnx",
+            "decoder_c.json", "libdecoder.so"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith(".")]  # the temporary build folder is gone
+    for name in ("decoder.h", "decoder.c", "decoder_weights.c"):
+        text = (folder / name).read_text()
+        assert set(re.findall(r"#include\s+(\S+)", text)) <= ALLOWED | {"<math.h>"}
+        assert not re.search(r"\b(malloc|calloc|realloc|free)\s*\(", text)
+    api = (folder / "decoder.h").read_text()
+    for proto in ("void decoder_init(decoder_state_t *state);",
+                  "void decoder_reset(decoder_state_t *state);",
+                  "void decoder_step(decoder_state_t *state, const decoder_input_t *bin, "
+                  "decoder_output_t *out);"):  # fmt: skip
+        assert proto in api
+    # no writable globals: the device objects define no data/bss symbols (host nm)
+    obj = folder / "probe_decoder.o"
+    subprocess.run([build.host_compiler(), *build.STRICT, "-O2", "-c", "decoder.c", "-o", obj.name],
+                   cwd=folder, check=True)  # fmt: skip
+    symbols = subprocess.run(["nm", obj.name], cwd=folder, capture_output=True, text=True).stdout
+    assert not re.findall(r"^\S*\s+[dDbBcC]\s", symbols, re.M)
+    obj.unlink()
+
+
+def test_manifest_and_readme_describe_the_build(pruned_export):
+    _, res = pruned_export
+    man = json.loads((res.folder / "decoder_c.json").read_text())
+    assert man["graph_sha256"] == load_decoder(res.folder / "decoder.onnx").meta.graph_sha256
+    assert man["states"] == [{"name": "buffer", "kind": "history", "rows": 12}]
+    readme = (res.folder / "README.md").read_text()
+    for m in man["storage"]["matrices"]:
+        assert f"| {m['matrix']} | {m['shape'][0]}×{m['shape'][1]} | {m['format']} |" in readme
+    assert f"MACs executed per step: {man['macs']['executed_per_step']:,}" in readme
+    assert "decoder_step(&s, bin, out);" in readme
+
+
+def test_executed_macs_follow_the_mac_rules(pruned_export):
+    model, res = pruned_export
+    w = {m: p.detach().numpy() for m, p in (("enc", model.encoder.weight),
+         ("c0_ih", model.cells[0].weight_ih), ("c0_hh", model.cells[0].weight_hh),
+         ("out", model.readout.weight))}  # fmt: skip
+    eff = {k: linear(v)[1] for k, v in w.items()}
+    # window of K=3: one encoder and one input projection per sample (shared by the chains),
+    # K-1 recurrent products (the first chain starts from zero), K cells of 3H gate products
+    want = eff["enc"] + eff["c0_ih"] + 2 * eff["c0_hh"] + eff["out"] + 3 * elementwise(24)[0]
+    assert res.manifest["macs"]["executed_per_step"] == want
+    assert all(m["format"] == "csr" for m in res.manifest["storage"]["matrices"])
+
+
+@pytest.mark.parametrize(
+    "policy, density, want", [("auto", 0.5, "csr"), ("auto", 1.0, "dense"), ("size", 0.5, "dense"),
+                              ("size", 0.2, "csr"), ("dense", 0.1, "dense"), ("sparse", 1.0, "csr")]
+)  # fmt: skip
+def test_storage_choice(policy, density, want):
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(32, 96)) * (rng.random((32, 96)) < density)).astype(np.int8) | 1
+    w[rng.random((32, 96)) >= density] = 0
+    stored = sparse.store("m", w, policy)
+    assert stored.fmt == want
+    assert stored.macs == (np.count_nonzero(w) if want == "csr" else w.size)
+    assert stored.nbytes == (stored.csr_bytes if want == "csr" else stored.dense_bytes)
+
+
+def test_unsupported_layers_are_named():
+    with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'rnn' of type LSTM"):
+        read_structure(LSTMDecoder(8).eval())
+
+    class ConvNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.out = nn.Conv1d(4, 4, 3), nn.Linear(4, 2)
+
+    with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'conv' of type Conv1d"):
+        read_structure(ConvNet())
+    model = aegru()
+    model.cell_norms[0] = nn.GroupNorm(1, 8)
+    with pytest.raises(CortexEdgeError, match=r"layer 'cell_norms.0' of type GroupNorm"):
+        read_structure(model)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"numeric": "int"}, r"numeric='int' needs a quantized \(QAT\) model"),
+        ({"numeric": "fixed"}, r"numeric: must be one of auto, float, int, got 'fixed'"),
+        (
+            {"sparse": "bsr"},
+            r"sparse: policy must be one of auto, dense, sparse, size|sparse: must",
+        ),
+    ],
+)
+def test_bad_options(tmp_path, kwargs, message):
+    with pytest.raises(CortexEdgeError, match=message):
+        export_c(aegru(), tmp_path / "c", **kwargs)
+    assert not (tmp_path / "c").exists()
+
+
+def test_mismatched_graph_leaves_nothing_behind(tmp_path):
+    other = contract_onnx(GRUDecoder(7, hidden=4).eval(), tmp_path / "other.onnx", 7)
+    with pytest.raises(CortexEdgeError, match=r"decoder.onnx reads \[7\].*the C decoder 12"):
+        export_c(aegru(), tmp_path / "c", onnx_path=other, cortex_m=False)
+    assert list((tmp_path / "c").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CortexEdgeError, match="output path is a file"):
+        export_c(aegru(), tmp_path / "file")
+
+
+def test_generated_float_code_is_deterministic():
+    a = emit_float.emit(float_model(read_structure(aegru(3))))
+    b = emit_float.emit(float_model(read_structure(aegru(3))))
+    assert a.files() == b.files()

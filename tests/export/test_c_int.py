@@ -1,0 +1,158 @@
+"""Integer C path: the numpy reference's arithmetic by hand, the reference against the brevitas
+model, and the generated C bit for bit against the reference (10,000 bins of a real recording)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import emit_int
+from cortexedge.export.c.generate import export_c
+from cortexedge.export.c.int_extract import Quant, act_table, int_model
+from cortexedge.export.c.model_ir import read_structure
+from cortexedge.runtime import StreamingDecoder
+from cortexedge.runtime.backend_c import CLibrary
+from cortexedge.runtime.int_reference import IntDecoder, Requant, layer_norm, load_int_model
+from cortexedge.train.models.aegru import AEGRU
+from cortexedge.train.models.rnn import GRUDecoder
+from tests.export.test_c_support import (
+    contract_onnx,
+    prune_half,
+    ptq,
+    real_rows,
+    window_batches,
+)
+
+
+def poisson(rows: int, channels: int, seed: int = 0, lam: float = 0.5) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(lam, (rows, channels)).astype(np.float32)
+
+
+def small_aegru(mode: str, layers: int = 1, seed: int = 0) -> AEGRU:
+    torch.manual_seed(seed)
+    m = AEGRU(12, hidden=8, enc_dim=8, layers=layers, bin_width=4, num_steps=3, mode=mode,
+              training_parts=False).eval()  # fmt: skip
+    calib = window_batches(poisson(800, 12), 4, 3)
+    return ptq(m, calib if mode == "window" else calib.reshape(1, -1, 12))
+
+
+def test_requant_is_floor_of_shifted_sum_with_saturation():
+    # q = clip((x·m + c) >> s): x=-3: (-9 + 2) >> 2 = floor(-7/4) = -2; x=5: 17 >> 2 = 4;
+    # x=100: 302 >> 2 = 75 -> clipped to 10; x=-100: -298 >> 2 = -75 -> clipped to -10
+    rq = Requant(np.array([3]), np.array([2]), np.array([2]), -10, 10)
+    assert rq(np.array([-3, 5, 100, -100])).tolist() == [-2, 4, 10, -10]
+
+
+@pytest.mark.parametrize(
+    "kind, quant, fn",
+    [
+        ("sigmoid", Quant(1 / 255, 0, 255), lambda x: 1 / (1 + np.exp(-x))),
+        ("sigmoid", Quant(0.0034, 0, 255), lambda x: 1 / (1 + np.exp(-x))),
+        ("tanh", Quant(1 / 128, -128, 127), np.tanh),
+        ("tanh", Quant(0.05, -8, 7), np.tanh),
+    ],
+)
+def test_activation_table_equals_quantized_float_activation(kind, quant, fn):
+    table = act_table(kind, quant)
+    pre = np.arange(-12 * 2**16, 12 * 2**16, 37, dtype=np.int64)  # every 37th Q16 value
+    want = np.clip(np.round(fn(pre / 2**16) / quant.scale), quant.qmin, quant.qmax)
+    got = table(pre)
+    assert np.array_equal(got, want)
+    assert len(table.lut) <= 1024
+
+
+def test_integer_layer_norm_matches_float_to_one_q16_step():
+    h = np.array([[3 * 2**16, -(2**16), 2**15, 0, 7 * 2**14]], dtype=np.int64)
+    x = h[0] / 2**16
+    want = (x - x.mean()) / np.sqrt(x.var() + 1e-5)
+    got = layer_norm(h, round(1e-5 * 2**32))[0] / 2**16
+    np.testing.assert_allclose(got, want, atol=2 / 2**16)
+
+
+@pytest.mark.parametrize("mode, layers", [("window", 1), ("stateful", 2)])
+def test_reference_tracks_the_brevitas_model(mode, layers):
+    model = small_aegru(mode, layers)
+    x = poisson(200, 12, seed=3)
+    with torch.no_grad():
+        want = model.stream(torch.tensor(x)[None])[0].numpy()
+    im = int_model(read_structure(model), max_count=15)
+    got = IntDecoder(im).run(x.astype(np.uint8)) * im.out_scale
+    err = np.abs(got - want)
+    assert err.mean() <= 0.02 * want.std()  # the stated bound (rounding flips near ties)
+    assert err.max() <= 0.25 * want.std()
+
+
+def test_int_model_file_round_trip(tmp_path):
+    im = int_model(read_structure(small_aegru("window")), max_count=7)
+    (tmp_path / "m.npz").write_bytes(im.to_bytes())
+    back = load_int_model(tmp_path / "m.npz")
+    x = poisson(60, 12, seed=4).astype(np.uint8)
+    assert np.array_equal(IntDecoder(back).run(x), IntDecoder(im).run(x))
+    assert back.cells[0].sigmoid.qmax == 255 and back.mode == "window"
+
+
+@pytest.mark.parametrize(
+    "mode, layers, policy, top",  # top: max_count, 3- or 8-bit stored samples
+    [("window", 2, "dense", 5), ("window", 1, "sparse", 255), ("stateful", 1, "sparse", 5)],
+)
+def test_c_equals_reference_bit_for_bit(tmp_path, mode, layers, policy, top):
+    from cortexedge.export.c import build
+
+    im = int_model(read_structure(small_aegru(mode, layers)), max_count=top)
+    program = emit_int.emit(im, policy)
+    assert {m.fmt for m in program.matrices} == {"dense" if policy == "dense" else "csr"}
+    for name, text in program.files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "int", 2, 12)
+    x = poisson(700, 12, seed=5, lam=1.0)
+    x[::50, 3] = 9 if top == 5 else 200
+    states = lib.states(1)
+    if top == 5:
+        with pytest.raises(CortexEdgeError, match="not a whole spike count"):
+            lib.run(states, x)  # the host shim refuses counts above max_count, decodes nothing
+        x = np.minimum(x, top)
+    assert np.array_equal(lib.run(states, x), IntDecoder(im).run(x))
+
+
+def test_gru_decoder_w4_without_encoder(tmp_path):
+    from cortexedge.export.c import build
+
+    torch.manual_seed(1)
+    model = GRUDecoder(12, hidden=8, layers=2, transform="log1p").eval()
+    prune_half(model)
+    ptq(model, torch.tensor(poisson(300, 12))[None], weight_bits=4)
+    im = int_model(read_structure(model), max_count=255)
+    assert im.encoder is None and np.abs(im.cells[0].w_ih).max() <= 7
+    for name, text in emit_int.emit(im).files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "int", 2, 12)
+    x = poisson(300, 12, seed=6, lam=2.0)
+    assert np.array_equal(lib.run(lib.states(1), x), IntDecoder(im).run(x))
+
+
+@pytest.mark.slow
+def test_aegru_int_c_bit_exact_on_10000_real_bins(tmp_path):
+    """Pruned + W8A8 AEGRU (window mode, C=98): C == numpy reference over 10,000 bins of the
+    real recording, through the runtime's c backend; close to onnxruntime on the QCDQ graph."""
+    x = real_rows(10_000)
+    torch.manual_seed(2)
+    model = AEGRU(98, hidden=32, bin_width=4, num_steps=5, training_parts=False).eval()
+    prune_half(model)
+    ptq(model, window_batches(x, 4, 5, rows=800))
+    onnx = contract_onnx(model, tmp_path / "q.onnx", 98)
+    out = tmp_path / "c"
+    res = export_c(model, out, onnx_path=onnx, max_count=7, verify_bins=2000,
+                   reference_bins=200, cortex_m=False)  # fmt: skip
+    im = load_int_model(out / "decoder_int.npz")
+    ref = IntDecoder(im).run(x)
+    lib = CLibrary(out / "libdecoder.so", "int", 2, 98)
+    assert np.array_equal(lib.run(lib.states(1), x), ref)
+    y_c = StreamingDecoder(out / "decoder.onnx", backend="c").run(x)
+    scale = im.out_scale.astype(np.float32)
+    assert np.array_equal(y_c, ref.astype(np.float32) * scale)
+    y_q = StreamingDecoder(out / "decoder.onnx", backend="ort").run(x)
+    err = np.abs(y_c - y_q)
+    assert err.mean() <= 0.02 * y_q.std()
+    assert res.manifest["verification"]["bit_exact_bins"] == 200

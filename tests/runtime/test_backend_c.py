@@ -1,0 +1,127 @@
+"""The runtime's "c" backend: registration, the manifest checks, bad bins, batching and state."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cortexedge.errors import ContractError, CortexEdgeError
+from cortexedge.export.c.generate import export_c
+from cortexedge.runtime import MultiStreamDecoder, StreamingDecoder
+from cortexedge.runtime.backend_c import CBackend
+from cortexedge.runtime.backends import BACKENDS
+from cortexedge.runtime.model import load_decoder
+from cortexedge.train.models.aegru import AEGRU
+from cortexedge.train.models.rnn import GRUDecoder
+from tests.export.test_c_support import contract_onnx, ptq, window_batches
+
+C = 10
+
+
+def counts(rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(0.7, (rows, C)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def int_build(tmp_path_factory):
+    """A W8A8 AEGRU (window of 3 bins of 3 samples) exported to C, raw counts up to 7."""
+    tmp = tmp_path_factory.mktemp("cint")
+    torch.manual_seed(6)
+    model = AEGRU(C, hidden=8, enc_dim=8, bin_width=3, num_steps=3, training_parts=False).eval()
+    ptq(model, window_batches(counts(600, 0), 3, 3))
+    onnx = contract_onnx(model, tmp / "q.onnx", C)
+    export_c(model, tmp / "c", onnx_path=onnx, max_count=7, verify_bins=300, reference_bins=100,
+             cortex_m=False)  # fmt: skip
+    return tmp / "c" / "decoder.onnx"
+
+
+def test_c_is_registered_and_the_runtime_stays_torch_free():
+    assert BACKENDS["c"] is CBackend
+    code = ("import sys, cortexedge.runtime, cortexedge.runtime.backend_c, "
+            "cortexedge.runtime.int_reference; assert 'torch' not in sys.modules")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_outputs_are_the_dequantized_accumulators(int_build):
+    from cortexedge.runtime.backend_c import CLibrary
+
+    man = json.loads((int_build.parent / "decoder_c.json").read_text())
+    lib = CLibrary(int_build.parent / "libdecoder.so", "int", 2, C)
+    x = counts(80, 1)
+    raw = lib.run(lib.states(1), x)
+    got = StreamingDecoder(int_build, backend="c").run(x)
+    assert np.array_equal(got, raw.astype(np.float32) * np.float32(man["output_scale"]))
+
+
+def test_bad_counts_are_refused_and_leave_the_state(int_build):
+    x = counts(40, 2)
+    dec, clean = StreamingDecoder(int_build, backend="c"), StreamingDecoder(int_build, backend="c")
+    dec.run(x[:20])
+    clean.run(x[:20])
+    bad = x[20].copy()
+    bad[4] = 0.5
+    with pytest.raises(CortexEdgeError, match=r"stream 0, channel 4: 0.5 is not a whole spike"):
+        dec.step(bad)
+    bad[4] = 8  # above max_count = 7
+    with pytest.raises(CortexEdgeError, match=r"channel 4: 8 is not a whole spike count"):
+        dec.step(bad)
+    np.testing.assert_array_equal(dec.run(x[20:]), clean.run(x[20:]))
+
+
+def test_reset_restarts_the_stream(int_build):
+    x = counts(60, 3)
+    dec = StreamingDecoder(int_build, backend="c")
+    first = dec.run(x)
+    dec.reset()
+    np.testing.assert_array_equal(dec.run(x), first)
+
+
+def test_batched_streams_match_single_streams(tmp_path):
+    torch.manual_seed(7)
+    model = GRUDecoder(C, hidden=8, layers=2).eval()
+    onnx = contract_onnx(model, tmp_path / "f.onnx", C)
+    export_c(model, tmp_path / "c", onnx_path=onnx, verify_bins=200, cortex_m=False)
+    path = tmp_path / "c" / "decoder.onnx"
+    streams = np.stack([counts(30, s) for s in (4, 5, 6)], axis=1)  # [T, 3, C]
+    multi = MultiStreamDecoder(path, 3, backend="c")
+    assert multi.batched  # one C call steps the 3 states
+    got = np.stack([multi.step(row) for row in streams])
+    for s in range(3):
+        single = StreamingDecoder(path, backend="c").run(streams[:, s])
+        np.testing.assert_array_equal(got[:, s], single)
+
+
+def test_window_state_round_trip(int_build):
+    x = counts(50, 7)
+    a = StreamingDecoder(int_build, backend="c")
+    a.run(x[:30])
+    saved = a.state
+    np.testing.assert_array_equal(saved["buffer"][0], x[21:30])  # the last 3·3 raw samples
+    b = StreamingDecoder(int_build, backend="c")
+    b.state = saved  # replayed into the C state, window chains included
+    np.testing.assert_array_equal(b.run(x[30:]), a.run(x[30:]))
+
+
+def test_manifest_checks(int_build, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(int_build.parent, folder)
+    model = load_decoder(folder / "decoder.onnx")
+    assert CBackend.available(model)
+    man = json.loads((folder / "decoder_c.json").read_text())
+    (folder / "decoder_c.json").write_text(json.dumps({**man, "graph_sha256": "0" * 64}))
+    assert not CBackend.available(model)
+    with pytest.raises(ContractError, match=r"the C build is of another graph"):
+        StreamingDecoder(folder / "decoder.onnx", backend="c")
+    (folder / "decoder_c.json").write_text(json.dumps(man))
+    (folder / "libdecoder.so").unlink()
+    with pytest.raises(ContractError, match=r"the C decoder is not built"):
+        StreamingDecoder(folder / "decoder.onnx", backend="c")
+    (folder / "decoder_c.json").unlink()
+    with pytest.raises(ContractError, match=r"no C build here \(decoder_c.json missing\)"):
+        StreamingDecoder(folder / "decoder.onnx", backend="c")
