@@ -122,8 +122,8 @@ def compress(
     recipe.validate()
     if out.resolve() == run.resolve():
         raise CortexEdgeError(f"--out must differ from the input checkpoint {run}")
-    if not out.parent.is_dir():
-        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise CortexEdgeError(f"--out {out} exists and is not a folder")
     for name, value in (("--train-stride", train_stride), ("--threads", threads)):
         if value is not None and value < 1:
             raise CortexEdgeError(f"{name} must be >= 1, got {value}")

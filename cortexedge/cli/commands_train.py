@@ -66,7 +66,7 @@ def _build(name: str, rec, cfg, kind: str):
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Run folder (created; its parent must exist).",
+    help="Run folder (created with its parents).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train] epochs.")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
@@ -85,8 +85,8 @@ def train(
     from cortexedge.train.config import RunConfig, load_config
     from cortexedge.train.models.registry import MODELS
 
-    if not out.parent.is_dir():
-        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise CortexEdgeError(f"--out {out} exists and is not a folder")
     if model_name != "ridge" and model_name not in MODELS:
         known = ", ".join([*sorted(MODELS), "ridge"])
         raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")

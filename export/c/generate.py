@@ -147,7 +147,7 @@ def export_c(
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
 
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()  # the builds run in other working folders
     if out.exists() and not out.is_dir():
         raise CortexEdgeError(f"output path is a file, expected a folder: {out}")
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording

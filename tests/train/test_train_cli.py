@@ -63,10 +63,12 @@ def test_unknown_model(rec_path, tmp_path):
     assert line.startswith("error: unknown model 'resnet' (known: aegru, cnn_bilstm, cnn_rnn")
 
 
-def test_out_parent_missing(rec_path, tmp_path):
-    out = tmp_path / "no" / "run"
+def test_out_is_a_file(rec_path, tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("keep")
     line = _error(_run("--data", str(rec_path), "--model", "gru", "--out", str(out)))
-    assert line == f"error: output folder does not exist: {tmp_path / 'no'}"
+    assert line == f"error: --out {out} exists and is not a folder"
+    assert out.read_text() == "keep"
 
 
 def test_wrong_modality_for_the_model(tmp_path):
