@@ -87,11 +87,12 @@ def synthetic_reaching(args) -> dict:
     fit_kw = {"epochs": _epochs(30, args.epochs_scale), "patience": 8, "train_stride": 4}
     rows = [
         _ridge(rec, lags=5, bin_width=20),
+        # the GRU sees AEGRU's own binned windows, so only the architecture differs
         _neural(
             "gru",
             rec,
             {"in_channels": c, "out_dim": d, "hidden": 64, "transform": "log1p"},
-            fit_kw,
+            {**fit_kw, "data": {"bin_width": 20, "num_steps": 5}},
             args.seed,
         ),
         _neural("aegru", rec, {"in_channels": c, "out_dim": d}, fit_kw, args.seed),

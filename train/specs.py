@@ -259,10 +259,11 @@ register_spec(
         build_kwargs=_channels_out,
     ),
 )
+# GRU/LSTM decoders stream one row per step, so by default they train on windows of consecutive
+# rows (no binning): what `step` sees when the exported decoder runs.
+_ROWS = {"bin_width": 1, "num_steps": 50}
 for _family in ("gru", "lstm"):
-    register_spec(
-        _family, TrainingSpec(windowing="binned", data=_BINNED, build_kwargs=_channels_out)
-    )
+    register_spec(_family, TrainingSpec(windowing="binned", data=_ROWS, build_kwargs=_channels_out))
 register_spec(
     "roi_gru",
     TrainingSpec(

@@ -251,3 +251,18 @@ def test_aegru_window_must_match_the_model():
         CortexEdgeError, match="data.bin_width=5 contradicts the model's bin_width=3"
     ):
         fit(model, linear_recording(T=1200), epochs=1, progress=False, data={"bin_width": 5})
+
+
+def test_gru_trains_on_the_rows_it_streams():
+    """GRU/LSTM decoders step one row at a time, so their training windows are raw rows."""
+    from cortexedge.train.data.synth import generate
+    from cortexedge.train.models.registry import build_model
+    from cortexedge.train.specs import spec_for
+
+    rec = generate("reaching", seed=0, channels=8, minutes=0.25)
+    for family in ("gru", "lstm"):
+        spec = spec_for(family)
+        model = build_model(family, in_channels=8)
+        w = spec.windows(rec, "train", **spec.data_for(model))
+        end = int(w.ends[3])
+        np.testing.assert_array_equal(w.x[3], rec.x[end - w.x.shape[1] + 1 : end + 1])
