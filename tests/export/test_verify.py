@@ -72,9 +72,26 @@ def test_stream_batch_tiles_and_offsets_streams():
     assert xs[:3, 1, 0].tolist() == [5, 6, 7]
 
 
+class _BakedBatch(torch.nn.Module):
+    """A streaming decoder whose step builds a tensor from the traced batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = torch.nn.GRUCell(16, 8)
+        self.readout = torch.nn.Linear(8, 2)
+
+    def init_state(self, batch: int):
+        return (torch.zeros(batch, 8),)
+
+    def step(self, x_t, state):
+        bias = torch.ones(int(x_t.shape[0]), 8) * 0.1  # int(): the batch becomes a constant
+        h = self.cell(torch.log1p(x_t), state[0] + bias)
+        return self.readout(h), (h,)
+
+
 def test_fixed_batch_fallback_still_verifies(reaching):
-    """AEGRU's window step reshapes with the traced batch size: export falls back to batch 1."""
-    model = build(*SMALL["aegru_window"])
+    """A step that bakes the traced batch size into the graph: export falls back to batch 1."""
+    model = _BakedBatch().eval()
     graph, specs, dynamic = _step_graph(model)
     assert not dynamic
     x_dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
@@ -85,3 +102,10 @@ def test_fixed_batch_fallback_still_verifies(reaching):
     )
     assert check.passed
     assert onnx.checker.check_model(graph, full_check=True) is None
+
+
+@pytest.mark.parametrize("name", ["aegru_window", "aegru_stateful"])
+def test_aegru_step_graphs_keep_a_free_batch(name):
+    graph, _, dynamic = _step_graph(build(*SMALL[name]))
+    assert dynamic
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param

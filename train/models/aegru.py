@@ -126,11 +126,9 @@ class AEGRU(nn.Module):
     def _mu(self, features: Tensor) -> Tensor:
         """Encoder on transformed bins [B, S, C] -> clamped, batch-normalised mu [B, S, E]."""
         z = self.encoder(features)
-        return (
-            self.norm(z.flatten(0, 1))
-            .unflatten(0, z.shape[:2])
-            .clamp(-ENCODER_CLAMP, ENCODER_CLAMP)
-        )
+        # reshape with -1 for the batch so that exported step graphs keep a free batch dim
+        mu = self.norm(z.flatten(0, 1)).reshape(-1, z.shape[1], z.shape[2])
+        return mu.clamp(-ENCODER_CLAMP, ENCODER_CLAMP)
 
     def _recur(self, z: Tensor, h: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """GRUCell+LayerNorm stack over z [B, S, E] -> the last layer's outputs [B, S, H]."""
@@ -151,7 +149,10 @@ class AEGRU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Binned counts x [B, S, C] -> y [B, S, D], GRU from zero state (z = mu)."""
         check_input(x, "AEGRU", "x", ("batch", "steps", "channels"), (self.in_channels,))
-        hs, _ = self._recur(self._mu(log_softplus(x)), self._zero_hidden(x.shape[0]))
+        mu = self._mu(log_softplus(x))
+        # zeros derived from the data rather than from its traced size: the batch stays free
+        zero = mu[:, 0, :1] * 0
+        hs, _ = self._recur(mu, [zero.expand(-1, cell.hidden_size) for cell in self.cells])
         return self.readout(self.dropout(hs))
 
     def forward_train(self, x: Tensor) -> dict[str, Tensor]:
@@ -190,7 +191,8 @@ class AEGRU(nn.Module):
         check_input(x_t, "AEGRU", "x_t", ("batch", "channels"), (self.in_channels,))
         buffer = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)
         if self.mode == "window":
-            bins = buffer[:, 1:].unflatten(1, (self.num_steps, self.bin_width)).sum(2)
+            shape = (-1, self.num_steps, self.bin_width, self.in_channels)  # batch stays free
+            bins = buffer[:, 1:].reshape(shape).sum(2)
             return self.forward(bins)[:, -1], (buffer[:, 1:],)
         mu = self._mu(log_softplus(buffer.sum(1, keepdim=True)))
         hs, h = self._recur(mu, list(state[1:]))
