@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from cortexedge.atomic import atomic_open
 from cortexedge.errors import RecordingError
 
 FORMAT_VERSION = 1
 MODALITIES = ("spikes", "calcium", "widefield")
 SPLITS = ("train", "val", "test")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @dataclass
@@ -202,15 +196,8 @@ class Recording:
             arrays["labels"] = self.labels
         for name, idx in self.split.items():
             arrays[f"split_{name}"] = np.asarray(idx, dtype=np.int64)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as f:
+            np.savez_compressed(f, **arrays)
         return path
 
     @classmethod

@@ -156,6 +156,6 @@ def serialize(model: onnx.ModelProto) -> bytes:
 
 def write(path: str | os.PathLike, data: bytes) -> Path:
     """Write through a temporary file in the same folder and a rename."""
-    from cortexedge.train.checkpoint import write_atomic
+    from cortexedge.atomic import write_atomic
 
     return write_atomic(check_out_path(path), data)

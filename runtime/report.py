@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from cortexedge.atomic import atomic_open
 from cortexedge.errors import CortexEdgeError
 from cortexedge.runtime.profile import ProfileRun
 
@@ -26,14 +26,8 @@ def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     if not path.parent.exists():
         raise CortexEdgeError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        write(f)
 
 
 def write_json(summary: dict, path: str | os.PathLike) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
 def _figure(nrows: int = 1):
@@ -16,10 +15,10 @@ def _figure(nrows: int = 1):
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    from cortexedge.atomic import atomic_open
+
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=110)
 
 
 def learning_curve(history: list[dict], path: str | os.PathLike) -> None:
