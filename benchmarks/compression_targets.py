@@ -19,38 +19,9 @@ import argparse
 import time
 from pathlib import Path
 
+from _compress_common import float_aegru, float_finetuned
+
 RESULTS = Path(__file__).resolve().parent / "results" / "compression_targets.json"
-
-
-def _float_model(rec, args):
-    """Train the float AEGRU, or reload it from the work folder when the settings match."""
-    from cortexedge.train.checkpoint import load_checkpoint, read_config
-    from cortexedge.train.fit import fit
-    from cortexedge.train.models.aegru import AEGRU
-
-    folder = Path(args.work) / f"aegru_e{args.epochs}_s{args.train_stride}_seed{args.seed}"
-    if (folder / "config.json").is_file():
-        return load_checkpoint(folder)[0], read_config(folder)
-    result = fit(
-        AEGRU(rec.input_shape[0]), rec, epochs=args.epochs, train_stride=args.train_stride,
-        seed=args.seed, threads=args.threads, progress=False, out=folder,
-    )  # fmt: skip
-    return result.model, result.config
-
-
-def _float_finetuned_r2(model, rec, args) -> float:
-    """Test R² of the float model fine-tuned like the compressed ones (MSE, same epochs and lr):
-    a stricter baseline than the float model, since fine-tuning alone can move R²."""
-    import torch.nn.functional as F
-
-    from cortexedge.train.fit import fit
-
-    run = fit(
-        model.inference_module(), rec, epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
-        train_stride=args.train_stride, threads=args.threads, progress=False, family="aegru",
-        loss=F.mse_loss, patience=args.finetune_epochs + 1,
-    )  # fmt: skip
-    return run.metrics["test"]["r2"]
 
 
 def _recipes(args) -> dict:
@@ -125,7 +96,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     rec = default_recording()
-    model, config = _float_model(rec, args)
+    model, config = float_aegru(
+        rec, args.work, epochs=args.epochs, train_stride=args.train_stride, seed=args.seed,
+        threads=args.threads,
+    )  # fmt: skip
     runs, seconds = {}, {}
     for name, recipe in _recipes(args).items():
         t = time.perf_counter()
@@ -141,7 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
                   f"eff={s['macs_effective']:8.0f} params={s['params']:6d} "
                   f"sparsity={s['sparsity']:.3f} bytes={s['bytes']:6d} "
                   f"finetune={[r['epochs'] for r in s['finetune']]} ({tuned:.0f} s)")  # fmt: skip
-    tuned_r2 = _float_finetuned_r2(model, rec, args)
+    tuned_r2 = float_finetuned(
+        model, rec, epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
+        train_stride=args.train_stride, threads=args.threads,
+    )["test"]["r2"]  # fmt: skip
     print(f"float fine-tuned alike: r2={tuned_r2:.4f}")
     targets = _targets(runs, model, tuned_r2)
     print(f"\n{'target':50s} {'value':>8s}  goal")

@@ -1,0 +1,315 @@
+"""Issue 8: test R² vs effective MACs vs model bytes of AEGRU over a compression grid.
+
+For each recording (the default synthetic reaching one, and the real Imperial reaching one when
+/work/shared/data/real is present) a float AEGRU is trained once (cached in --work, see
+`_compress_common.py`), then compressed from that float checkpoint at every grid point with a
+short fine-tune:
+- L1 magnitude pruning at each `sparsity` (one-shot, then `finetune` epochs), with one global
+  threshold (AEGRU's published recipe) and with the same share per layer. Global pruning takes
+  the 64 readout weights (the smallest: the LayerNorm before them sets their scale) far faster
+  than the rest, 86-97% of them at 70% and all at 80%, which leaves a constant output (R² 0);
+- structured pruning of `structured` of the encoder channels and GRU hidden units;
+- QAT at each of `bits` (weights; activations at 8 bits) on the float model, and on the "good"
+  pruned point: the sparsest one whose VALIDATION R² is within 0.01 of the float model fine-tuned
+  alike (the float model gets the same MSE fine-tune, a stricter baseline than the float one).
+Every point is measured on the test split: R², dense/effective MACs per bin (NeuroBench rules),
+parameters, connection sparsity and bytes as stored (`compress.footprint`: 4-bit weights sit in
+int8 containers; `bytes_packed` is what two 4-bit weights per byte would take).
+Prints a table per recording, writes benchmarks/results/compression.json and a Pareto plot
+benchmarks/results/compression_pareto.png (with lagged ridge and the published AEGRU point).
+
+    .venv/bin/python benchmarks/compression.py [--quick] [--only synthetic,real] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from _compress_common import float_aegru, float_finetuned
+from train_baselines import REAL
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCOPES = ("global", "layer")
+R2_TOLERANCE = 0.01  # validation R² a "good" pruned point may lose against the tuned float
+PUBLISHED = {  # anchors.md §1, measured on real NeuroBench data (6 recordings, per 4 ms step)
+    "r2_range": [0.698, 0.71],
+    "macs_effective": 25316,
+    "macs_dense": 54283,
+    "mac_reduction": 0.414,
+    "note": "published AEGRU (Wang et al. 2024), NeuroBench primate reaching, per 4 ms",
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The compression grid and epoch budget of one mode."""
+
+    sparsity: tuple[float, ...]
+    scopes: tuple[str, ...]  # magnitude pruning: one global threshold, or the same share per layer
+    structured: tuple[float, ...]
+    bits: tuple[int, ...]
+    epochs: int  # float training
+    finetune: int  # after each pruning
+    qat: int  # quantization-aware fine-tuning
+
+
+GRIDS = {
+    "default": Grid((0.3, 0.5, 0.6, 0.7, 0.8, 0.9), SCOPES, (0.25, 0.5), (8, 4), 30, 5, 3),
+    "quick": Grid((0.5, 0.8), SCOPES, (0.25,), (8,), 8, 2, 1),
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """How to load one recording and train / window / baseline AEGRU on it."""
+
+    load: Callable[[], object]
+    data: dict | None  # AEGRU windowing (None: the model's defaults, 5 bins of 20 samples)
+    ridge: tuple[int, int]  # lagged ridge: lags, bin_width
+    train_stride: int  # float training and fine-tuning
+    macs_unit: str
+    requires: Path | None = None
+
+
+def _synthetic():
+    from cortexedge.train.data.synth import default_recording
+
+    return default_recording(seed=0)
+
+
+def _real():
+    from cortexedge.train.data.readers import read
+
+    return read(REAL)
+
+
+DATASETS = {
+    "synthetic": Dataset(_synthetic, None, (5, 20), 4, "per 4 ms step (5 bins of 80 ms)"),
+    "real": Dataset(
+        _real, {"bin_width": 1, "num_steps": 8}, (8, 1), 1, "per 20 ms bin (8 bins)", REAL
+    ),
+}
+
+
+def _packed_bytes(model, bits: int | None) -> int:
+    """Stored bytes with quantized weights packed at `bits` bits (others as stored)."""
+    from cortexedge.compress.footprint import deployed_arrays
+
+    return sum(
+        math.ceil(a.size * bits / 8) if kind == "weight_int" and bits else a.nbytes
+        for a, kind in deployed_arrays(model).values()
+    )
+
+
+def _val_r2(model, ctx) -> float:
+    from cortexedge.train.fit import WindowSet, evaluate
+
+    return evaluate(model, WindowSet.of(ctx.windows("val"), ctx.kind), ctx.kind)["r2"]
+
+
+def _point(name: str, group: str, model, stage: dict, ctx, recipe: dict, seconds: float) -> dict:
+    """One row: the stage's test measurements plus validation R², packed bytes and settings."""
+    return {
+        "name": name,
+        "group": group,
+        "recipe": recipe,
+        **{k: stage[k] for k in ("r2", "macs_dense", "macs_effective", "params", "sparsity")},
+        "val_r2": _val_r2(model, ctx),
+        "bytes": stage["bytes"],
+        "bytes_packed": _packed_bytes(model, recipe.get("bits")),
+        "finetune_epochs": sum(run["epochs"] for run in stage["finetune"]),
+        "seconds": round(seconds, 1),
+    }
+
+
+def pareto(points: list[dict], keys: tuple[str, ...] = ("macs_effective",)) -> list[str]:
+    """Names of the points no other point beats: R² at least as high with every cost in `keys`
+    at most as high, and one of them strictly better."""
+
+    def beats(a: dict, b: dict) -> bool:
+        no_worse = a["r2"] >= b["r2"] and all(a[k] <= b[k] for k in keys)
+        return no_worse and (a["r2"] > b["r2"] or any(a[k] < b[k] for k in keys))
+
+    return [p["name"] for p in points if not any(beats(q, p) for q in points)]
+
+
+def run_dataset(ds: Dataset, grid: Grid, args) -> dict:
+    """Train (or reload) the float AEGRU, compress it at every grid point, measure each one."""
+    from cortexedge.compress.recipe import Data, Recipe, compress, measure
+    from cortexedge.train.ridge import fit_ridge
+    from cortexedge.train.specs import spec_for
+
+    t0 = time.perf_counter()
+    rec = ds.load()
+    run = {"epochs": grid.epochs, "train_stride": ds.train_stride, "seed": args.seed}
+    model, config = float_aegru(
+        rec, args.work, patience=8, threads=args.threads, data=ds.data, **run
+    )
+    train_seconds = time.perf_counter() - t0
+    lags, bin_width = ds.ridge
+    ridge = fit_ridge(rec, lags=lags, bin_width=bin_width).metrics
+    ctx = Data(rec, "aegru", "regression", spec_for("aegru").data_for(model, ds.data))
+    common = {"lr": args.lr, "seed": args.seed, "qat_epochs": grid.qat}
+    fit_kw = {"family": "aegru", "data": ds.data, "train_stride": ds.train_stride}
+
+    def compressed(name: str, group: str, base, recipe: Recipe, **held) -> tuple[dict, object]:
+        """Compress `base`; `held`: knobs of a base that was itself compressed (its sparsity)."""
+        t = time.perf_counter()
+        res = compress(base, rec, recipe, threads=args.threads, **fit_kw)
+        knobs = {k: getattr(recipe, k) for k in ("structured", "sparsity", "bits")} | held
+        point = _point(name, group, res.model, res.stages[-1], ctx, knobs, time.perf_counter() - t)
+        print(f"  {name:22s} R² {point['r2']:.4f}  eff MACs {point['macs_effective']:8.0f}  "
+              f"bytes {point['bytes']:6d}  {point['seconds']:5.1f} s", flush=True)  # fmt: skip
+        return point, res
+
+    inference = model.inference_module().eval()
+    points = [_point("float", "float", inference, measure(inference, "float", ctx), ctx, {}, 0.0)]
+    t = time.perf_counter()
+    tuned = float_finetuned(
+        model, rec, epochs=grid.finetune, lr=args.lr, seed=args.seed,
+        train_stride=ds.train_stride, threads=args.threads, data=ds.data,
+    )  # fmt: skip
+    points.append({**points[0], "name": "float fine-tuned", "r2": tuned["test"]["r2"],
+                   "val_r2": tuned["val"]["r2"], "finetune_epochs": grid.finetune,
+                   "seconds": round(time.perf_counter() - t, 1)})  # fmt: skip
+    pruned = {}
+    for scope in grid.scopes:
+        for s in grid.sparsity:
+            recipe = Recipe(sparsity=s, scope=scope, finetune_epochs=grid.finetune, **common)
+            point, res = compressed(f"{scope} L1 {s:.0%}", f"{scope} L1", model, recipe)
+            point["recipe"]["scope"] = scope
+            points.append(point)
+            pruned[point["name"]] = (point, res.model)
+    for s in grid.structured:
+        recipe = Recipe(structured=s, finetune_epochs=grid.finetune, **common)
+        points.append(compressed(f"structured {s:.0%}", "structured", model, recipe)[0])
+    floor = points[1]["val_r2"] - R2_TOLERANCE
+    candidates = [p for p, _ in pruned.values()]
+    good = [p for p in candidates if p["val_r2"] >= floor]
+    if good:
+        chosen = max(good, key=lambda p: (p["recipe"]["sparsity"], p["val_r2"]))
+    else:
+        chosen = max(candidates, key=lambda p: p["val_r2"])
+    held = {k: chosen["recipe"][k] for k in ("sparsity", "scope")}
+    for bits in grid.bits:
+        recipe = Recipe(bits=bits, finetune_epochs=grid.qat, **common)
+        points.append(compressed(f"W{bits}A8", "quantized", model, recipe)[0])
+        base = pruned[chosen["name"]][1]
+        name = f"{chosen['name']} + W{bits}A8"
+        points.append(compressed(name, "pruned+quantized", base, recipe, **held)[0])
+    front = pareto(points)
+    front3 = pareto(points, ("macs_effective", "bytes"))
+    for p in points:
+        p["pareto"], p["pareto_bytes"] = p["name"] in front, p["name"] in front3
+    return {
+        "recording": rec.summary(),
+        "macs_unit": ds.macs_unit,
+        "data": ds.data,
+        "float_train": {
+            **run,
+            "patience": 8,
+            "best_epoch": config.get("best_epoch"),
+            "seconds": round(train_seconds, 1),
+        },
+        "ridge": {
+            "lags": lags,
+            "bin_width": bin_width,
+            "test_r2": ridge["test"]["r2"],
+            "val_r2": ridge["val"]["r2"],
+        },
+        "pruned_point": {
+            "name": chosen["name"],
+            **held,
+            "met": bool(good),
+            "rule": f"sparsest with val R² >= float fine-tuned val R² - "
+            f"{R2_TOLERANCE} (else the best val R²)",
+        },
+        "points": points,
+        "pareto": front,
+        "pareto_with_bytes": front3,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def print_table(name: str, result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    pts = result["points"]
+    dense, base = pts[0]["macs_dense"], pts[0]["r2"]
+    table = Table(title=f"AEGRU compression, {name} ({result['recording']['source']}); "
+                  f"MACs {result['macs_unit']}")  # fmt: skip
+    for col in ("point", "test R²", "ΔR² vs float", "val R²", "eff. MACs", "MAC cut",
+                "params", "sparsity", "bytes", "packed", "Pareto", "FT ep", "s"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "point" else "right")
+    for p in pts:
+        front = "+".join(k for k, on in (("M", p["pareto"]), ("MB", p["pareto_bytes"])) if on)
+        table.add_row(
+            p["name"], f"{p['r2']:.4f}", f"{p['r2'] - base:+.4f}", f"{p['val_r2']:.4f}",
+            f"{p['macs_effective']:,.0f}", f"{1 - p['macs_effective'] / dense:.1%}",
+            f"{p['params']:,}", f"{p['sparsity']:.2f}", f"{p['bytes']:,}",
+            f"{p['bytes_packed']:,}", front, str(p["finetune_epochs"]), f"{p['seconds']:.0f}",
+        )  # fmt: skip
+    Console(width=160).print(table)
+    ridge, pp = result["ridge"], result["pruned_point"]
+    print(
+        f"  ridge (lags {ridge['lags']}, bin {ridge['bin_width']}): "
+        f"test R² {ridge['test_r2']:.4f}; dense float MACs {dense:,.0f}"
+    )
+    print(f"  pruned point for QAT: {pp['name']} "
+          f"({pp['rule']}{'' if pp['met'] else ': none met'})")  # fmt: skip
+    print("  Pareto column: M = on the front of R² vs effective MACs, MB = of R² vs (MACs, bytes)")
+    print(f"  Pareto (R² vs eff. MACs): {', '.join(result['pareto'])}")
+    print(f"  Pareto (R² vs eff. MACs and bytes): {', '.join(result['pareto_with_bytes'])}")
+    print(f"  {result['seconds']:.0f} s (float training {result['float_train']['seconds']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller grid, fewer epochs")
+    parser.add_argument("--only", default="synthetic,real", help="recordings to run")
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", default="/tmp/cortexedge-bench", help="float model cache")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import torch
+    from compression_plot import plot_pareto
+
+    from cortexedge.train.checkpoint import package_versions, write_json
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    grid = GRIDS["quick" if args.quick else "default"]
+    report: dict = {
+        "settings": {**vars(args), "out": str(args.out), "grid": asdict(grid)},
+        "versions": package_versions(),
+        "published": PUBLISHED,
+        "datasets": {},
+    }
+    for name in args.only.split(","):
+        ds = DATASETS[name]
+        if ds.requires is not None and not ds.requires.is_file():
+            report["datasets"][name] = {"skipped": f"recording absent: {ds.requires}"}
+            print(f"{name}: skipped, recording absent: {ds.requires}")
+            continue
+        print(f"{name}:", flush=True)
+        report["datasets"][name] = run_dataset(ds, grid, args)
+        print_table(name, report["datasets"][name])
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "compression.json", report)
+    png = plot_pareto(report, args.out / "compression_pareto.png")
+    print(f"wrote {args.out / 'compression.json'} and {png} in {report['seconds']:.0f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()
