@@ -105,6 +105,12 @@ def magnitude_masks(
     for name, v in values.items():
         masks[name] = keep[start : start + v.numel()].reshape(v.shape)
         start += v.numel()
+    emptied = [name for name, m in masks.items() if not m.any()]
+    if emptied:  # one threshold for all layers can cut a small layer (e.g. a readout) entirely
+        raise CortexEdgeError(
+            f"global pruning at {sparsity:g} removes every weight of {', '.join(emptied)}; "
+            "lower the sparsity or prune per layer (scope 'layer')"
+        )
     return masks
 
 

@@ -27,6 +27,9 @@ def session_options(threads: int):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # the BFC arena's bookkeeping costs ~1.5 µs per call on a GRU step graph (measured 15.8 vs
+    # 14.3 µs, C=96 H=64, interleaved); plain malloc is faster for tensors this small
+    so.enable_cpu_mem_arena = False
     # Keep QuantizeLinear/DequantizeLinear as written: fusing them into integer matmuls saturates
     # on CPUs without VNNI when 8-bit weights use the full range (errors up to 0.15 measured on
     # a W8 AEGRU encoder); int8 kernels bring no speed-up at this model size anyway.
@@ -71,7 +74,7 @@ class OrtBackend:
         self._keep_alive = (x_value, y_value, state_values)
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        np.copyto(self._x, x)
+        self._x[...] = x  # item assignment: a third of np.copyto's call overhead
         self._session.run_with_iobinding(self._bindings[self._states.live])
         self._states.swap()
         return self._y

@@ -50,7 +50,9 @@ class StreamingDecoder:
         self._check = BinChecker(self.meta.input)
         self._initial = self.model.initial_states(1)
         self._zero = np.zeros((1, *self.meta.input.shape), dtype=self.meta.input.dtype)
-        self._last = self._zero.copy()
+        # the last valid bin and a scratch buffer the next bin is checked into; they swap
+        # roles after a successful step, so holding the last bin costs no copy
+        self._last, self._scratch = self._check.buffer(), self._check.buffer()
         self._bins = 0
 
     @property
@@ -70,15 +72,17 @@ class StreamingDecoder:
         Returns the output vector [D] (a copy).
         """
         if bin is None:
-            x = _MISSING[self.missing](self)
+            y = self._backend.step(_MISSING[self.missing](self))
         else:
-            where = f"bin {self._bins}"
-            x = self._check(bin, None, where, lambda _: where)
-        y = self._backend.step(x)
-        if bin is not None and self.missing == "hold":
-            np.copyto(self._last, x)
+            x = self._scratch
+            self._check.into(bin, x, None, self._label)
+            y = self._backend.step(x)
+            self._scratch, self._last = self._last, x
         self._bins += 1
         return y[0].copy()
+
+    def _label(self, row: int | None) -> str:
+        return f"bin {self._bins}"
 
     def run(self, bins: np.ndarray) -> np.ndarray:
         """Decode consecutive bins [T, *input shape]; the same results as T calls of `step`.
@@ -87,12 +91,15 @@ class StreamingDecoder:
         """
         arr = np.asarray(bins)
         n, start = (arr.shape[0] if arr.ndim else 0), self._bins
-        x = self._check(arr, n, f"bins {start}..{start + n - 1}", lambda r: f"bin {start + r}")
+        x = self._check(
+            arr, n, lambda r: f"bins {start}..{start + n - 1}" if r is None else f"bin {start + r}"
+        )
         out = np.empty((n, len(self.meta.outputs)), dtype=self.model.y_dtype)
+        step = self._backend.step
         for i in range(n):
-            out[i] = self._backend.step(x[i : i + 1])[0]
+            out[i] = step(x[i : i + 1])[0]
             self._bins += 1
-        if n and self.missing == "hold":
+        if n:
             np.copyto(self._last, x[-1:])
         return out
 
