@@ -133,3 +133,12 @@ def test_sequence_graph_equals_torch_stream(key, request, tmp_path):
     with torch.no_grad():
         ref = model.stream(torch.as_tensor(x)).numpy()
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_stateful_aegru_with_one_sample_bins_exports_without_a_buffer(reaching, tmp_path):
+    """bin_width=1: the state is the hidden state alone, and the export verifies."""
+
+    model = build("aegru", dict(in_channels=16, hidden=8, enc_dim=4, bin_width=1, mode="stateful"))
+    report = to_onnx(model, tmp_path / "a.onnx", recording=reaching)
+    assert [s.name for s in report.metadata.states] == ["h0"]
+    assert report.verification.passed

@@ -31,6 +31,10 @@ DECODERS = {
         lambda: AEGRU(C, enc_dim=5, hidden=7, bin_width=4, mode="stateful"),
         lambda: spikes(2, 25),
     ),
+    "aegru_stateful_bin1": (  # one raw sample per bin: no buffer in the state at all
+        lambda: AEGRU(C, enc_dim=5, hidden=7, bin_width=1, mode="stateful"),
+        lambda: spikes(2, 12),
+    ),
     "aegru_stateful_2layers": (
         lambda: AEGRU(C, enc_dim=5, hidden=7, layers=2, bin_width=3, mode="stateful"),
         lambda: spikes(2, 20),

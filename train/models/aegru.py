@@ -175,20 +175,29 @@ class AEGRU(nn.Module):
         return stripped
 
     # ---------------------------------------------------------------- streaming
+    @property
+    def _buffered(self) -> bool:
+        """Whether the state keeps raw samples (a stateful model with bin_width 1 needs none)."""
+        return self.mode == "window" or self.bin_width > 1
+
     def state_names(self) -> tuple[str, ...]:
         """Names of the state tensors `init_state` returns, in order."""
         hidden = tuple(f"h{i}" for i in range(self.layers)) if self.mode == "stateful" else ()
-        return ("buffer", *hidden)
+        return ("buffer", *hidden) if self._buffered else hidden
 
     def init_state(self, batch: int) -> tuple[Tensor, ...]:
         """Zero state: raw-sample buffer [B, num_steps·bin_width or bin_width-1, C] (+ hiddens)."""
         rows = self.num_steps * self.bin_width if self.mode == "window" else self.bin_width - 1
-        buffer = self.readout.weight.new_zeros(batch, rows, self.in_channels)
-        return (buffer, *self._zero_hidden(batch)) if self.mode == "stateful" else (buffer,)
+        buffer = (self.readout.weight.new_zeros(batch, rows, self.in_channels),)
+        hidden = tuple(self._zero_hidden(batch)) if self.mode == "stateful" else ()
+        return (*buffer, *hidden) if self._buffered else hidden
 
     def step(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One raw 4 ms sample x_t [B, C] -> (y_t [B, D], new state)."""
         check_input(x_t, "AEGRU", "x_t", ("batch", "channels"), (self.in_channels,))
+        if not self._buffered:  # stateful, one raw sample per bin
+            hs, h = self._recur(self._mu(log_softplus(x_t.unsqueeze(1))), list(state))
+            return self.readout(self.dropout(hs[:, -1])), tuple(h)
         buffer = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)
         if self.mode == "window":
             shape = (-1, self.num_steps, self.bin_width, self.in_channels)  # batch stays free
