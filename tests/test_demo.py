@@ -36,6 +36,10 @@ def test_demo_writes_every_artifact(demo_out):
         "float/metrics.json",
         "compressed/compression.json",
         "ridge/metrics.json",
+        "c/decoder.c",
+        "c/decoder_weights.c",
+        "c/decoder.h",
+        "c/README.md",
     ):
         assert (out / name).is_file(), name
     for name in MODELS:
@@ -55,8 +59,12 @@ def test_demo_summary_is_coherent(demo_out):
     assert rows["pruned"]["macs_dense"] < rows["float"]["macs_dense"]
     assert rows["pruned"]["macs_effective"] < 0.5 * rows["float"]["macs_effective"]
     assert rows["quantized"]["bytes"] < 0.3 * rows["float"]["bytes"]
+    # the quantized model also runs as generated C (integer path) through the runtime
+    assert set(rows["quantized"]["latency_us"]) == {"ort", "numpy", "c"}
+    assert s["c_build"]["numeric"] == "int"
+    assert s["c_build"]["verification"]["bit_exact_bins"] >= 1000
     for r in rows.values():
-        assert set(r["latency_us"]) == {"ort", "numpy"}
+        assert {"ort", "numpy"} <= set(r["latency_us"])
         assert r["latency_us"]["ort"]["p50"] <= r["latency_us"]["ort"]["p99"]
         # headroom = the bin's deadline over the p99 latency (values, not a timing assertion)
         assert r["headroom"]["ort"] == pytest.approx(4000.0 / r["latency_us"]["ort"]["p99"])

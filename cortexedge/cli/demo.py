@@ -49,7 +49,7 @@ QUICK = DemoSettings(
     profile_bins=1000,
     finetune_lr=1e-3,
 )
-BACKENDS = ("ort", "numpy")
+BACKENDS = ("ort", "numpy", "c")  # "c" where a C build exists (the quantized model)
 MODELS = ("float", "pruned", "quantized")
 # the published AEGRU point (anchors.md §1): mean R² 0.698, 25,316 effective MACs per 4 ms
 PUBLISHED = {"r2": 0.698, "macs_effective": 25316, "label": "AEGRU (published, real data)"}
@@ -96,10 +96,13 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
     stage("export")
     models = {"float": trained.model, "pruned": comp.pruned, "quantized": comp.model}
     exports = {name: _export(out, name, model, rec) for name, model in models.items()}
+    c_build = _export_c(out, comp.model, rec)
     done("export")
 
     stage("stream")
-    runs = {name: _profile(out, name, cfg) for name in MODELS}
+    decoders = {name: out / f"{name}.onnx" for name in MODELS}
+    decoders["quantized"] = out / "c" / "decoder.onnx"  # the same graph, next to its C build
+    runs = {name: _profile(out, path, cfg) for name, path in decoders.items()}
     done("stream")
 
     rows = _rows(comp.stages, exports, runs, rec.bin_ms)
@@ -110,6 +113,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
         "float_best_epoch": trained.best_epoch,
         "models": rows,
         "compression_stages": comp.stages,
+        "c_build": c_build,
         "seconds": {**timings, "total": round(time.perf_counter() - t0, 2)},
         "out": str(out),
     }
@@ -172,14 +176,22 @@ def _export(out: Path, name: str, model, rec):
     return to_onnx(model, out / f"{name}.onnx", recording=rec)
 
 
-def _profile(out: Path, name: str, cfg: DemoSettings):
+def _export_c(out: Path, model, rec) -> dict:
+    """The integer C build of the quantized model (what an implant would run)."""
+    from cortexedge.export.c.generate import export_c, summary_lines
+
+    res = export_c(model, out / "c", recording=rec, onnx_path=out / "quantized.onnx")
+    return {**res.summary(), "lines": summary_lines(res)}
+
+
+def _profile(out: Path, path: Path, cfg: DemoSettings):
+    from cortexedge.runtime.backends import available_for
     from cortexedge.runtime.model import load_decoder
     from cortexedge.runtime.profile import profile, recording_stream
 
-    path = out / f"{name}.onnx"
-    meta = load_decoder(path).meta
-    stream = recording_stream(out / "recording.npz", meta, cfg.profile_bins)
-    return profile(path, stream, backends=BACKENDS)
+    model = load_decoder(path)
+    stream = recording_stream(out / "recording.npz", model.meta, cfg.profile_bins)
+    return profile(path, stream, backends=available_for(model))
 
 
 def _rows(stages: list[dict], exports: dict, runs: dict, bin_ms: float) -> list[dict]:
@@ -217,6 +229,10 @@ def _plots(out: Path, history: list[dict], stages: list[dict], ridge_r2: float, 
     save_plot(run, out / "stream_quantized.png")
 
 
+def _p50_p99(lat: dict | None) -> str:
+    return "—" if lat is None else f"{lat['p50']:.1f}/{lat['p99']:.1f}"
+
+
 def _print_table(console, summary: dict) -> None:
     from rich.table import Table
 
@@ -229,7 +245,7 @@ def _print_table(console, summary: dict) -> None:
         table.add_column(f"{b} p50/p99 µs", justify="right")
     table.add_column("headroom (ort p99)", justify="right")
     for r in summary["models"]:
-        lat = [f"{r['latency_us'][b]['p50']:.1f}/{r['latency_us'][b]['p99']:.1f}" for b in BACKENDS]
+        lat = [_p50_p99(r["latency_us"].get(b)) for b in BACKENDS]
         table.add_row(
             r["model"],
             f"{r['test_r2']:.3f}",
@@ -246,6 +262,8 @@ def _print_table(console, summary: dict) -> None:
         "test R²: windows of the test split (as in training); stream R²: the ONNX "
         "decoder streamed bin by bin from a cold start by the runtime."
     )
+    for line in summary["c_build"]["lines"]:
+        console.print(f"C build: {line}")
     console.print(
         f"everything is in [bold]{summary['out']}[/] ({summary['seconds']['total']:.0f} s)"
     )
