@@ -41,7 +41,7 @@ def compressed(reaching: Recording, tmp_path_factory) -> dict[tuple[str, int], t
 
     out = {}
     root = tmp_path_factory.mktemp("compressed")
-    for key, data in (("gru", GRU_DATA), ("aegru_window", None)):
+    for key, data in (("gru", GRU_DATA), ("aegru_window", None), ("aegru_stateful", None)):
         name, kwargs = SMALL[key]
         model = build(name, kwargs)
         for bits in (None, 8, 4):

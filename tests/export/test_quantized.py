@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from cortexedge.contract import from_props
 from cortexedge.export.api import to_onnx
 
-CASES = [("gru", 8), ("gru", 4), ("aegru_window", 8), ("aegru_window", 4)]
+CASES = [(k, b) for k in ("gru", "aegru_window", "aegru_stateful") for b in (8, 4)]
 
 
 @pytest.mark.parametrize("key,bits", CASES)
@@ -57,7 +57,7 @@ def test_quantized_export(compressed, reaching, key, bits, tmp_path):
     assert meta.sparsity == pytest.approx(stage["sparsity"])
 
 
-@pytest.mark.parametrize("key", ["gru", "aegru_window"])
+@pytest.mark.parametrize("key", ["gru", "aegru_window", "aegru_stateful"])
 def test_pruned_float_export_keeps_exact_zeros(compressed, reaching, key, tmp_path):
     from cortexedge.compress.artifacts import load_compressed
     from cortexedge.compress.magnitude import prunable
