@@ -68,7 +68,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
     """Run the whole pipeline into `out` and return the summary (also in summary.json)."""
     from rich.console import Console
 
-    console = console or Console(width=max(Console().width, 120))
+    console = console or Console(width=max(Console().width, 150))
     cfg = QUICK if quick else FULL
     out = _prepare_out(Path(out))
     t0 = time.perf_counter()
