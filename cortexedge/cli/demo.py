@@ -95,14 +95,21 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
 
     stage("export")
     models = {"float": trained.model, "pruned": comp.pruned, "quantized": comp.model}
-    exports = {name: _export(out, name, model, rec) for name, model in models.items()}
-    c_build = _export_c(out, comp.model, rec)
+    exports = {}
+    for name, model in models.items():
+        with console.status(f"exporting {name}.onnx and verifying it against torch"):
+            exports[name] = _export(out, name, model, rec)
+    with console.status("generating, building and verifying the integer C decoder"):
+        c_build = _export_c(out, comp.model, rec)
     done("export")
 
     stage("stream")
     decoders = {name: out / f"{name}.onnx" for name in MODELS}
     decoders["quantized"] = out / "c" / "decoder.onnx"  # the same graph, next to its C build
-    runs = {name: _profile(out, path, cfg) for name, path in decoders.items()}
+    runs = {}
+    for name, path in decoders.items():
+        with console.status(f"streaming {cfg.profile_bins:,} test bins through {name}"):
+            runs[name] = _profile(out, path, cfg)
     done("stream")
 
     rows = _rows(comp.stages, exports, runs, rec.bin_ms)
