@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cortexedge.atomic import write_atomic
 from cortexedge.errors import CheckpointError, CortexEdgeError
 from cortexedge.recording import Recording
 from cortexedge.train.checkpoint import (
     WEIGHTS_FILE,
     package_versions,
     read_config,
-    write_atomic,
     write_json,
 )
 from cortexedge.train.data.windows import aegru_windows
