@@ -25,6 +25,14 @@ static float sigmoid(float x)
 {
     return 1.0f / (1.0f + expf(-x));
 }
+
+/* tanh through one expf: tanh|x| = (1 - e)/(1 + e), e = exp(-2|x|); absolute error below
+ * 2.4e-7 (glibc's tanhf goes through expm1f and costs three times as much) */
+static float tanh_exp(float x)
+{
+    float e = expf(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
+    return x < 0.0f ? -t : t;
+}
 """
 
 # one GRU cell (torch's GRUCell, then LayerNorm when {norm} is set): {p} prefix, {n} hidden
@@ -41,7 +49,7 @@ static void {p}_run(const float *acc_i, const float *x, const float *h, float *h
         float hn = (h ? row_{p}_hh({n2} + u, h) : 0.0f) + {p}_bhh[{n2} + u];
         float r = sigmoid(ir + hr);
         float z = sigmoid(iz + hz);
-        float cand = tanhf(in_ + r * hn);
+        float cand = tanh_exp(in_ + r * hn);
         hq[u] = (1.0f - z) * cand + z * (h ? h[u] : 0.0f);
     }}
 {norm}}}
@@ -83,46 +91,76 @@ static void ih0_all(const float *x, float *acc)
 }}
 """
 
-# input transform name -> C expression of `v`
+# input transform name -> C expression of `v`, and the same function in numpy (float64)
 TRANSFORMS = {
     "none": "v",
     "log1p": "log1pf(v)",
     "log_softplus": "logf(v > 0.0f ? v + log1pf(expf(-v)) : log1pf(expf(v)))",
 }
+TRANSFORMS_NP: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "log1p": np.log1p,
+    "log_softplus": lambda v: np.log(np.logaddexp(0.0, v)),
+}
+# box sums of whole spike counts below this are transformed by table lookup (1 KB of flash):
+# the libm calls cost more than the rest of a stateful step on a host CPU
+TABLE_SIZE = 256
+
+
+def _transform(model: FloatModel) -> tuple[str, list[CArray]]:
+    """C `transform(v)`: a table for whole counts 0 .. TABLE_SIZE-1 (each entry the float64
+    function rounded to float32), the libm expression for any other value."""
+    expr = TRANSFORMS[model.transform]
+    if model.transform == "none":
+        return f"\nstatic float transform(float v)\n{{\n    return {expr};\n}}\n", []
+    table = TRANSFORMS_NP[model.transform](np.arange(TABLE_SIZE, dtype=np.float64))
+    code = f"""
+/* whole counts from the table (the float64 function rounded), other values through libm */
+static float transform(float v)
+{{
+    if (v >= 0.0f && v < {TABLE_SIZE}.0f && v == (float)(int)v) {{
+        return decoder_tf[(int)v];
+    }}
+    return {expr};
+}}
+"""
+    return code, [CArray("decoder_tf", table.astype(np.float32))]
 
 
 def _front(model: FloatModel, lay: Layout, policy: str) -> Emitted:
-    f = TRANSFORMS[model.transform]
-    if lay.ring_rows:
-        rows = lay.ring_rows
-        box = f"""        for (r = 0; r < {rows}; ++r) {{ /* oldest first */
-            sum += s->ring[(s->ring_pos + r) % {rows}][c];
+    transform, arrays = _transform(model)
+    c, rows = lay.channels, lay.ring_rows
+    if rows:  # row by row, so the adds run across channels (they vectorize); same order
+        box = f"""    float sums[{c}];
+    int c, r;
+    for (c = 0; c < {c}; ++c) {{
+        sums[c] = 0.0f;
+    }}
+    for (r = 0; r < {rows}; ++r) {{ /* oldest first */
+        const float *row = s->ring[(s->ring_pos + r) % {rows}];
+        for (c = 0; c < {c}; ++c) {{
+            sums[c] += row[c];
         }}
-"""
-        keep = f"""    memcpy(s->ring[s->ring_pos], bin, sizeof s->ring[s->ring_pos]);
+    }}
+    for (c = 0; c < {c}; ++c) {{
+        q[c] = transform(sums[c] + bin[c]);
+    }}
+    memcpy(s->ring[s->ring_pos], bin, sizeof s->ring[s->ring_pos]);
     s->ring_pos = (uint16_t)((s->ring_pos + 1) % {rows});
 """
-        decl = "int c, r;"
     else:
-        box, keep, decl = "", "    (void)s;\n", "int c;"
-    code = f"""
-static float transform(float v)
-{{
-    return {f};
-}}
-
+        box = f"""    int c;
+    (void)s;
+    for (c = 0; c < {c}; ++c) {{
+        q[c] = transform(bin[c]);
+    }}
+"""
+    code = f"""{transform}
 /* box sum of the last {lay.width} raw samples, then the input transform */
 static void front(decoder_state_t *s, const float *bin, float *q)
 {{
-    {decl}
-    for (c = 0; c < {lay.channels}; ++c) {{
-        float sum = 0.0f;
-{box}        sum += bin[c];
-        q[c] = transform(sum);
-    }}
-{keep}}}
+{box}}}
 """
-    return Emitted(code, [], [])
+    return Emitted(code, arrays, [])
 
 
 def _encoder(model: FloatModel, lay: Layout, policy: str) -> Emitted:

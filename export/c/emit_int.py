@@ -61,9 +61,18 @@ def _act(name: str, t: ActTable) -> tuple[str, list[CArray]]:
 
 
 def _row_sums(lay: Layout, sum_t: str) -> str:
-    """C adding every stored ring row into sums[c]: 8 samples of `bits` bits fill exactly
-    `bits` bytes, so each group of 8 channels is one little-endian word and constant shifts."""
+    """C adding every stored ring row into sums[c]: bytes as they are, else 8 samples of `bits`
+    bits fill exactly `bits` bytes, so each group of 8 channels is one little-endian word and
+    constant shifts."""
     bits, c = lay.sample_bits, lay.channels
+    if bits == 8:  # one byte per sample: plain adds across channels (they vectorize)
+        return f"""    for (r = 0; r < {lay.ring_rows}; ++r) {{
+        const uint8_t *row = s->ring[r];
+        for (k = 0; k < {c}; ++k) {{
+            sums[k] = ({sum_t})(sums[k] + row[k]);
+        }}
+    }}
+"""
     mask, word = (1 << bits) - 1, "uint32_t" if bits <= 4 else "uint64_t"
     load = " | ".join(f"(({word})row[{k}] << {8 * k})" for k in range(bits))
     adds = "\n".join(

@@ -67,3 +67,25 @@ def test_gru_decoder_state_written_back_resumes_the_stream(tmp_path):
     o = StreamingDecoder(path, backend="ort")
     o.state = saved
     np.testing.assert_allclose(o.run(x[60:]), tail, atol=1e-5)
+
+
+def test_transform_table_and_libm_path_agree_with_onnxruntime(tmp_path):
+    # whole box sums come from the table, fractional ones and sums >= 256 from libm: both within
+    # the float tolerance of onnxruntime, and the table is the float64 function rounded
+    from cortexedge.export.c.emit_float import TABLE_SIZE
+
+    torch.manual_seed(3)
+    model = GRUDecoder(10, hidden=8, transform="log_softplus").eval()
+    exported(tmp_path, model, 10, verify_bins=300)
+    weights = (tmp_path / "c" / "decoder_weights.c").read_text()
+    table = weights.split("decoder_tf[256] = {")[1].split("}")[0]
+    got = np.array([float(v.strip().rstrip("f")) for v in table.split(",")], dtype=np.float32)
+    want = np.log(np.logaddexp(0.0, np.arange(TABLE_SIZE))).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.poisson(2.0, (100, 10)), rng.gamma(2.0, 1.5, (100, 10)),
+                        rng.integers(250, 400, (100, 10))]).astype(np.float32)  # fmt: skip
+    path = tmp_path / "c" / "decoder.onnx"
+    y_c = StreamingDecoder(path, backend="c").run(x)
+    y_o = StreamingDecoder(path, backend="ort").run(x)
+    np.testing.assert_allclose(y_c, y_o, atol=1e-5 * max(1.0, float(np.abs(y_o).max())))
