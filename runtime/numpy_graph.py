@@ -4,7 +4,8 @@ At load it decodes initializers and attributes once, orders the nodes topologica
 that every op is in the registry (`numpy_ops.OPS`) and folds every node whose inputs are all
 constant (weights behind DequantizeLinear, gate-reordering Slices, shape constants). `run` then
 executes only the remaining nodes and returns every tensor it computed, so callers can read
-outputs or trace intermediate shapes.
+outputs or trace intermediate shapes. The streaming backend runs a graph specialized further
+for fixed input arrays (numpy_compiled.py); this interpreter stays its reference.
 """
 
 from __future__ import annotations
@@ -106,8 +107,17 @@ class NumpyGraph:
         return env
 
 
+# what a kernel raises on tensors it cannot take; ContractError (a ValueError) passes unchanged
+FAILURES = (ValueError, IndexError, TypeError, KeyError)
+
+
+def node_failure(step: Step, e: Exception) -> ContractError:
+    """The one-line error for a node whose kernel raised `e`."""
+    return ContractError(f"numpy backend: node '{step.name}' ({step.op_type}) failed: {e}")
+
+
 def _execute(steps: list[Step], env: dict[str, np.ndarray]) -> None:
-    """Run `steps` in order, reading and writing tensors in `env` (the hot path)."""
+    """Run `steps` in order, reading and writing tensors in `env` (the interpreter's loop)."""
     step = None
     try:
         for step in steps:
@@ -117,7 +127,5 @@ def _execute(steps: list[Step], env: dict[str, np.ndarray]) -> None:
                 env[name] = value
     except ContractError:
         raise
-    except (ValueError, IndexError, TypeError, KeyError) as e:
-        raise ContractError(
-            f"numpy backend: node '{step.name}' ({step.op_type}) failed: {e}"
-        ) from None
+    except FAILURES as e:
+        raise node_failure(step, e) from None

@@ -4,6 +4,10 @@ Element-wise, shape and linear-algebra ops are defined here; the layer ops (GRU,
 normalizations, quantization) come from `numpy_layers.py`. A kernel takes (inputs, attrs) and
 returns a tuple of outputs; optional inputs that the node leaves empty are None. `attrs` holds
 the node's attributes decoded to Python values plus `_outputs`, the node's output count.
+
+Two op properties serve the static-shape compiler (numpy_compiled.py): `SHAPE_INPUTS`, the
+inputs whose values (not only shapes) set an op's output shape, and `VIEW_OPS`, the ops whose
+output can be a view of their first input. A new op must be added to them when it qualifies.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a / b
 
 
-_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Identity": lambda x: x,
     "Relu": lambda x: np.maximum(x, 0),
     "Sigmoid": sigmoid,
@@ -49,7 +53,7 @@ _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Sign": np.sign,
     "Not": np.logical_not,
 }
-_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Add": np.add,
     "Sub": np.subtract,
     "Mul": np.multiply,
@@ -64,10 +68,10 @@ _BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "Or": np.logical_or,
     "Xor": np.logical_xor,
 }
-_VARIADIC = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add}
+VARIADIC = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add}
 
 
-def _axes(ins: Arrays, attrs: dict, pos: int = 1) -> list[int] | None:
+def axes_of(ins: Arrays, attrs: dict, pos: int = 1) -> list[int] | None:
     """Axes from the input at `pos` (newer opsets) or from the `axes` attribute (older ones)."""
     if len(ins) > pos and ins[pos] is not None:
         return ins[pos].tolist()
@@ -115,7 +119,7 @@ def _reshape(ins: Arrays, attrs: dict) -> tuple:
 
 
 def _squeeze(ins: Arrays, attrs: dict) -> tuple:
-    x, axes = ins[0], _axes(ins, attrs)
+    x, axes = ins[0], axes_of(ins, attrs)
     if axes is None:
         return (x.reshape([d for d in x.shape if d != 1]),)
     shape = list(x.shape)
@@ -125,7 +129,7 @@ def _squeeze(ins: Arrays, attrs: dict) -> tuple:
 
 
 def _unsqueeze(ins: Arrays, attrs: dict) -> tuple:
-    x, axes = ins[0], _axes(ins, attrs)
+    x, axes = ins[0], axes_of(ins, attrs)
     rank, shape = x.ndim + len(axes), list(x.shape)
     for a in sorted(a % rank for a in axes):
         shape.insert(a, 1)
@@ -154,7 +158,7 @@ def _split(ins: Arrays, attrs: dict) -> tuple:
 
 def _reducer(fn: Callable) -> Kernel:
     def kernel(ins: Arrays, attrs: dict) -> tuple:
-        axes = _axes(ins, attrs)
+        axes = axes_of(ins, attrs)
         if not axes and attrs.get("noop_with_empty_axes", 0):
             return (ins[0],)
         keep = bool(attrs.get("keepdims", 1))
@@ -209,10 +213,29 @@ def _variadic(f: Callable) -> Kernel:
     return lambda ins, attrs: (reduce(f, ins),)
 
 
+# input positions whose *values* decide the output shape; every other op's output shape follows
+# from its input shapes alone (Gather's from the indices' shape), so it is fixed once they are
+SHAPE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Expand": (1,),
+    "ConstantOfShape": (0,),
+    "Split": (1,),
+    "ReduceMean": (1,),
+    "ReduceSum": (1,),
+    "ReduceMax": (1,),
+}
+# ops that may only re-view input 0: with their other inputs constant, an output that shares
+# memory with input 0 is that input seen another way, and stays valid as its values change
+VIEW_OPS = frozenset({"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Gather",
+                      "Slice", "Split", "Transpose", "Expand"})  # fmt: skip
+
 OPS: dict[str, Kernel] = {
-    **{k: _unary(f) for k, f in _UNARY.items()},
-    **{k: _binary(f) for k, f in _BINARY.items()},
-    **{k: _variadic(f) for k, f in _VARIADIC.items()},
+    **{k: _unary(f) for k, f in UNARY.items()},
+    **{k: _binary(f) for k, f in BINARY.items()},
+    **{k: _variadic(f) for k, f in VARIADIC.items()},
     "Gemm": _gemm,
     "MatMul": lambda ins, attrs: (ins[0] @ ins[1],),
     "Clip": _clip,
