@@ -19,24 +19,44 @@ from __future__ import annotations
 
 import ctypes
 import json
+import platform
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from cortexedge.errors import ContractError, CortexEdgeError
+from cortexedge.runtime.inputs import BinChecker
 from cortexedge.runtime.model import LoadedModel
 
 MANIFEST = "decoder_c.json"
 MANIFEST_VERSION = 1
-_P, _L = ctypes.c_void_p, ctypes.c_long
+_P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 
 
 class _Call(ctypes.Structure):
     """decoder_host_call_t: the arguments of one decoder_host_run call, built once per backend."""
 
     _fields_ = [("states", _P), ("batch", _L), ("x", _P), ("n", _L), ("y", _P), ("raw", _P),
-                ("history", _P), ("rows", _L), ("pos", _P)]  # fmt: skip
+                ("history", _P), ("rows", _L), ("pos", _P), ("lo", _F), ("hi", _F)]  # fmt: skip
+
+
+# the CPU features of the x86-64-v3 level (AVX2, FMA, ...) as /proc/cpuinfo names them
+X86_64_V3 = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
+
+
+def host_isa() -> str | None:
+    """ "x86-64-v3" when this machine has every feature of that level, else None: host builds
+    target it when they can (their loops vectorize eight floats wide, with FMA), and a build
+    for it must not be loaded on a CPU without (it would die of an illegal instruction)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return "x86-64-v3" if X86_64_V3 <= set(line.partition(":")[2].split()) else None
 
 
 def load_manifest(folder: str | Path) -> dict:
@@ -74,7 +94,7 @@ class CLibrary:
         lib = self.lib
         lib.decoder_host_state_size.restype = ctypes.c_size_t
         lib.decoder_host_reset.argtypes = [_P, _L]
-        lib.decoder_host_run.argtypes = [_P, _L, _P, _L, _P, _P, _P, _L, _P]
+        lib.decoder_host_run.argtypes = [_P, _L, _P, _L, _P, _P, _P, _L, _P, _F, _F]
         lib.decoder_host_run.restype = _L
         lib.decoder_host_call.argtypes = [_P]
         lib.decoder_host_call.restype = _L
@@ -99,7 +119,7 @@ class CLibrary:
         raw = np.empty((len(x), self.outputs), dtype=self.raw_dtype)
         bad = self.lib.decoder_host_run(
             states.ctypes.data, 1, x.ctypes.data, len(x), y.ctypes.data, raw.ctypes.data,
-            None, 1, None,
+            None, 1, None, -np.inf, np.inf,
         )  # fmt: skip
         if bad >= 0:
             raise _bad_value(x.reshape(-1)[bad], bad, 1, self.channels, "row")
@@ -120,6 +140,7 @@ class CBackend:
     """Runs the generated C decoder of an exported folder for `batch` streams."""
 
     name: ClassVar[str] = "c"
+    checks_values: ClassVar[bool] = True  # the host shim checks every value before decoding
 
     @staticmethod
     def available(model: LoadedModel) -> bool:
@@ -145,6 +166,12 @@ class CBackend:
                 f"{folder / MANIFEST}: the C build is of another graph than {model.path.name} "
                 "(sha256 differs); export both again"
             )
+        isa = man.get("host_isa")
+        if isa is not None and host_isa() != isa:
+            raise ContractError(
+                f"{folder / man['library']}: built for {isa} CPUs, which this one is not; "
+                "export again on this machine"
+            )
         channels, outputs = int(np.prod(model.meta.input.shape)), len(model.meta.outputs)
         self.lib = CLibrary(folder / man["library"], man["numeric"], outputs, channels)
         self.batch, self.channels, self.outputs = batch, channels, outputs
@@ -152,25 +179,45 @@ class CBackend:
         self._initial = model.initial_states(batch)
         self._shapes = {s.name: s for s in model.meta.states}
         rows = next((s["rows"] for s in self._map if s["kind"] == "history"), 0)
-        self._rows = max(rows, 1)
+        self._rows, self._history_rows = max(rows, 1), rows
         self._mem = self.lib.states(batch)
         self._history = np.zeros((batch, self._rows, channels), dtype=np.float32)
         self._pos = np.zeros(1, dtype=np.int64)
         self._x = np.zeros((batch, channels), dtype=np.float32)
         self._y = np.zeros((batch, outputs), dtype=model.y_dtype)
-        self._call = _Call(
-            self._mem.ctypes.data, batch, self._x.ctypes.data, 1, self._y.ctypes.data, None,
-            self._history.ctypes.data if rows else None, self._rows, self._pos.ctypes.data,
-        )  # fmt: skip
-        self._call_ptr = ctypes.addressof(self._call)
+        check = BinChecker(model.meta.input)
+        # the shim refuses values outside the input spec's range, as BinChecker would
+        self._bounds = (
+            -np.inf if check.lo is None else check.lo,
+            np.inf if check.hi is None else check.hi,
+        )
+        self._calls: dict[int, tuple[_Call, int, np.ndarray]] = {}  # id(buffer) -> call
+        self.bind_input(self._x)
         self._step_fn = self.lib.lib.decoder_host_call
         self._run = self.lib.lib.decoder_host_run
 
+    def bind_input(self, buffer: np.ndarray) -> None:
+        """Let `step` read `buffer` (float32, C-contiguous, the size of one [batch, C] block) in
+        place, with no copy: the ctypes call for it is built here, once."""
+        if not (buffer.dtype == np.float32 and buffer.flags.c_contiguous
+                and buffer.size == self._x.size):  # fmt: skip
+            raise CortexEdgeError(f"c backend: cannot bind a {buffer.dtype} {buffer.shape} input")
+        call = _Call(
+            self._mem.ctypes.data, self.batch, buffer.ctypes.data, 1, self._y.ctypes.data, None,
+            self._history.ctypes.data if self._history_rows else None, self._rows,
+            self._pos.ctypes.data, *self._bounds,
+        )  # fmt: skip
+        # the entry keeps the buffer alive, so its id cannot be reused by another array
+        self._calls[id(buffer)] = (call, ctypes.addressof(call), buffer)
+
     def step(self, x: np.ndarray) -> np.ndarray:
-        self._x[...] = x.reshape(self._x.shape)  # item assignment: a third of np.copyto's cost
-        bad = self._step_fn(self._call_ptr)
+        bound = self._calls.get(id(x))
+        if bound is None:
+            self._x[...] = x.reshape(self._x.shape)  # item assignment: a third of copyto's cost
+            x, bound = self._x, self._calls[id(self._x)]
+        bad = self._step_fn(bound[1])
         if bad >= 0:
-            raise _bad_value(self._x.reshape(-1)[bad], bad, self.batch, self.channels, "stream")
+            raise _bad_value(x.reshape(-1)[bad], bad, self.batch, self.channels, "stream")
         return self._y
 
     def read_state(self) -> dict[str, np.ndarray]:
@@ -226,6 +273,7 @@ class CBackend:
                 bad = self._run(
                     self._mem.ctypes.data, self.batch, rows.ctypes.data, self._rows, y.ctypes.data,
                     None, self._history.ctypes.data, self._rows, self._pos.ctypes.data,
+                    *self._bounds,
                 )  # fmt: skip
                 if bad >= 0:
                     raise _bad_value(rows.reshape(-1)[bad], bad, self.batch, self.channels, "row")

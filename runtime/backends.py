@@ -29,11 +29,18 @@ class Backend(Protocol):
       The new state replaces the old one only when the step succeeds.
     - `read_state()` / `write_state(states)`: copies of the state tensors by name (batch on
       each state's batch axis); `write_state` of the initial states is a reset.
+    - `bind_input(buffer)`: a [batch, *input shape] array of the input dtype that the caller
+      will pass to `step` again and again; a backend may prepare to read it in place.
+    - `checks_values`: True when `step` itself refuses NaN, inf and out-of-range values
+      (raising CortexEdgeError before any state changes), so callers may skip their screen.
     """
 
     name: ClassVar[str]
+    checks_values: ClassVar[bool]
 
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None: ...
+
+    def bind_input(self, buffer: np.ndarray) -> None: ...
 
     def step(self, x: np.ndarray) -> np.ndarray: ...
 

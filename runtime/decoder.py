@@ -53,6 +53,13 @@ class StreamingDecoder:
         # the last valid bin and a scratch buffer the next bin is checked into; they swap
         # roles after a successful step, so holding the last bin costs no copy
         self._last, self._scratch = self._check.buffer(), self._check.buffer()
+        for buffer in (self._last, self._scratch):
+            self._backend.bind_input(buffer)  # a backend may read them in place
+        # a backend that checks values itself (the C shim does, before decoding) saves the
+        # Python screen; a refusal is then explained by the exact check, or re-raised
+        self._values = not self._backend.checks_values
+        self._y: np.ndarray | None = None
+        self._row: np.ndarray | None = None
         self._bins = 0
 
     @property
@@ -75,11 +82,17 @@ class StreamingDecoder:
             y = self._backend.step(_MISSING[self.missing](self))
         else:
             x = self._scratch
-            self._check.into(bin, x, None, self._label)
-            y = self._backend.step(x)
+            self._check.into(bin, x, None, self._label, self._values)
+            try:
+                y = self._backend.step(x)
+            except CortexEdgeError:
+                self._check.check_values(x, self._label)
+                raise
             self._scratch, self._last = self._last, x
         self._bins += 1
-        return y[0].copy()
+        if y is not self._y:  # backends reuse one output buffer: its row view is made once
+            self._y, self._row = y, y[0]
+        return self._row.copy()
 
     def _label(self, row: int | None) -> str:
         return f"bin {self._bins}"

@@ -74,11 +74,14 @@ class BinChecker:
         size = self.dtype.itemsize
         return out.reshape(-1).view(np.uint8)[size - 1 :: size]
 
-    def into(self, x: Any, out: np.ndarray, rows: int | None, label: Label) -> None:
+    def into(
+        self, x: Any, out: np.ndarray, rows: int | None, label: Label, values: bool = True
+    ) -> None:
         """Validate one bin [*shape] (`rows` None) or a block [rows, *shape] and write it, in
         the input dtype, into `out` ([rows or 1, *shape], C-contiguous; fastest when made by
         `buffer`). On error `out` may hold garbage; `x` is untouched. `label(r)` names row r
-        in a message, `label(None)` the whole block."""
+        in a message, `label(None)` the whole block. `values=False` leaves the values of a
+        float input to a consumer that checks them itself (then `check_values` on refusal)."""
         arr = x if type(x) is np.ndarray else np.asarray(x)
         overflow = arr.dtype is not self.dtype and self._cast_may_overflow(arr.dtype, label)
         want = self._shape if rows is None else (rows, *self._shape)
@@ -92,6 +95,8 @@ class BinChecker:
                 out[...] = arr
         else:
             out[...] = arr  # item assignment: a third of np.copyto's call overhead
+        if not values:
+            return
         known = self._tops.get(id(out))
         top = known[1] if known is not None and known[0] is out else self._top_bytes(out)
         if top.tobytes().translate(None, self._screen):  # a top byte outside the screen
@@ -119,6 +124,10 @@ class BinChecker:
         out = np.empty((1 if rows is None else rows, *self._shape), dtype=self.dtype)
         self.into(x, out, rows, label)
         return out
+
+    def check_values(self, out: np.ndarray, label: Label) -> None:
+        """The exact value check of a block `out` [rows, *shape] already in the input dtype."""
+        self._exact(out.reshape(len(out), -1), label)
 
     def _exact(self, flat: np.ndarray, label: Label) -> None:
         """The exact check of rows `flat` [rows, n]: raises naming the first bad row."""

@@ -69,8 +69,9 @@ class ActTable:
     thr[j] is the smallest pre-activation whose level is >= qmin + j + 1 (thresholds are
     sorted), so the level of `pre` is qmin + #{j : thr[j] <= pre}. The C code finds the same
     count faster: it starts at qmin + lut[clip((pre − lo) >> cell_shift, 0, len(lut) − 1)],
-    the level at that table cell's start, and steps up while level < qmax and
-    pre >= thr[level − qmin]; cells are about as wide as the closest two thresholds.
+    the level at that table cell's start, then adds pre >= thr[level − qmin] as many times as
+    one cell holds thresholds at most (thr padded with a sentinel no pre reaches); cells are
+    about as wide as the closest two thresholds.
     """
 
     lo: int

@@ -242,8 +242,10 @@ def weights_file(arrays: list[CArray]) -> str:
 def host_shim(lay: Layout, convert: str, validate: str, emit: str, hidden_io: str) -> str:
     """decoder_host.c: host-only entry points for the runtime's ctypes backend (not device code).
 
-    `convert`: C statement filling `in[c]` from `v` (a float); `validate`: C expression true when
-    `v` is acceptable; `emit`: statement writing y (float) and raw from `out[d]`;
+    `convert`: C statement filling `in[c]` from `v` (a float); `validate`: C expression, 1 when
+    `v` is acceptable given the caller's bounds `lo`/`hi` (the input spec's range), else 0,
+    without branches (`&` of comparisons); `emit`:
+    statement writing y (float) and raw from `out[d]`;
     `hidden_io`: get/set functions for stateful hidden states (empty in window mode).
     """
     c, d = lay.channels, lay.outputs
@@ -266,12 +268,14 @@ typedef struct {{
     float *history;
     long rows;
     long *pos;
+    float lo, hi;
 }} decoder_host_call_t;
 
 size_t decoder_host_state_size(void);
 void decoder_host_reset(decoder_state_t *s, long batch);
 long decoder_host_run(decoder_state_t *s, long batch, const float *x, long n, float *y,
-                      decoder_output_t *raw, float *history, long rows, long *pos);
+                      decoder_output_t *raw, float *history, long rows, long *pos, float lo,
+                      float hi);
 long decoder_host_call(const decoder_host_call_t *c);
 
 size_t decoder_host_state_size(void)
@@ -288,14 +292,20 @@ void decoder_host_reset(decoder_state_t *s, long batch)
 }}
 
 /* x [n][batch][{c}] -> y [n][batch][{d}] (raw outputs too when raw != NULL). Every value is
- * checked first: returns -1, or the flat index of the first bad value (nothing decoded).
+ * checked first (within [lo, hi] and what the build accepts; NaN never passes): returns -1,
+ * or the flat index of the first bad value (nothing decoded).
  * history [batch][rows][{c}] (may be NULL) keeps the last `rows` raw samples, *pos = next row. */
 long decoder_host_run(decoder_state_t *s, long batch, const float *x, long n, float *y,
-                      decoder_output_t *raw, float *history, long rows, long *pos)
+                      decoder_output_t *raw, float *history, long rows, long *pos, float lo,
+                      float hi)
 {{
     long i, t, b;
-    int c, d;
-    for (i = 0; i < n * batch * {c}; ++i) {{
+    int c, d, ok = 1;
+    for (i = 0; i < n * batch * {c}; ++i) {{ /* branch-free: it vectorizes */
+        float v = x[i];
+        ok &= ({validate});
+    }}
+    for (i = 0; !ok && i < n * batch * {c}; ++i) {{
         float v = x[i];
         if (!({validate})) {{
             return i;
@@ -329,7 +339,7 @@ long decoder_host_run(decoder_state_t *s, long batch, const float *x, long n, fl
 long decoder_host_call(const decoder_host_call_t *c)
 {{
     return decoder_host_run(c->states, c->batch, c->x, c->n, c->y, c->raw, c->history, c->rows,
-                            c->pos);
+                            c->pos, c->lo, c->hi);
 }}
 {hidden_io}"""
 

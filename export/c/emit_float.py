@@ -18,39 +18,73 @@ from cortexedge.export.c import emit_common
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.model_ir import FloatCell, FloatModel
 from cortexedge.export.c.program import Emitted, Program, assemble
-from cortexedge.export.c.sparse import CArray, row_function, store
+from cortexedge.export.c.sparse import CArray, matvec_function, store
 
 HELPERS = """
-static float sigmoid(float x)
+/* exp(x) in float32 without libm, so that loops of gates vectorize: x = k·ln2 + r with
+ * |r| <= ln2/2 (ln2 in two parts), exp(r) by a degree-7 Taylor-like polynomial (Cephes' expf
+ * coefficients), times 2^k built in the exponent bits. Relative error below 1e-7 over the
+ * clamped range [-87, 88] (tests/export/test_c_float.py measures it). */
+static float exp_poly(float x)
 {
-    return 1.0f / (1.0f + expf(-x));
+    float k, r, p;
+    int32_t e;
+    uint32_t bits;
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    k = floorf(x * 1.44269504f + 0.5f);
+    r = x - k * 0.693359375f - k * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    e = (int32_t)k + 127;
+    bits = (uint32_t)e << 23;
+    memcpy(&k, &bits, sizeof k);
+    return p * k;
 }
 
-/* tanh through one expf: tanh|x| = (1 - e)/(1 + e), e = exp(-2|x|); absolute error below
- * 2.4e-7 (glibc's tanhf goes through expm1f and costs three times as much) */
+static float sigmoid(float x)
+{
+    return 1.0f / (1.0f + exp_poly(-x));
+}
+
+/* tanh through one exponential: tanh|x| = (1 - e)/(1 + e), e = exp(-2|x|); absolute error
+ * below 1e-7, as the sigmoid's */
 static float tanh_exp(float x)
 {
-    float e = expf(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
+    float e = exp_poly(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
     return x < 0.0f ? -t : t;
 }
 """
 
-# one GRU cell (torch's GRUCell, then LayerNorm when {norm} is set): {p} prefix, {n} hidden
+# one GRU cell (torch's GRUCell, then LayerNorm when {norm} is set): {p} prefix, {n} hidden;
+# acc_i: the input projections when the caller has them (the window cache), else computed here
 CELL = """
 static void {p}_run(const float *acc_i, const float *x, const float *h, float *hq)
 {{
+    float ai[{n3}], ah[{n3}];
+    const float *h_prev = h ? h : ah; /* no state: ah is all zeros then (a branch-free loop) */
     int u;
+    if (!acc_i) {{
+        mv_{p}_ih(x, ai);
+        acc_i = ai;
+    }}
+    if (h) {{
+        mv_{p}_hh(h, ah);
+    }} else {{
+        for (u = 0; u < {n3}; ++u) {{
+            ah[u] = 0.0f;
+        }}
+    }}
     for (u = 0; u < {n}; ++u) {{
-        float ir = (acc_i ? acc_i[u] : row_{p}_ih(u, x)) + {p}_bih[u];
-        float iz = (acc_i ? acc_i[{n} + u] : row_{p}_ih({n} + u, x)) + {p}_bih[{n} + u];
-        float in_ = (acc_i ? acc_i[{n2} + u] : row_{p}_ih({n2} + u, x)) + {p}_bih[{n2} + u];
-        float hr = (h ? row_{p}_hh(u, h) : 0.0f) + {p}_bhh[u];
-        float hz = (h ? row_{p}_hh({n} + u, h) : 0.0f) + {p}_bhh[{n} + u];
-        float hn = (h ? row_{p}_hh({n2} + u, h) : 0.0f) + {p}_bhh[{n2} + u];
-        float r = sigmoid(ir + hr);
-        float z = sigmoid(iz + hz);
-        float cand = tanh_exp(in_ + r * hn);
-        hq[u] = (1.0f - z) * cand + z * (h ? h[u] : 0.0f);
+        float r = sigmoid((acc_i[u] + {p}_bih[u]) + (ah[u] + {p}_bhh[u]));
+        float z = sigmoid((acc_i[{n} + u] + {p}_bih[{n} + u]) + (ah[{n} + u] + {p}_bhh[{n} + u]));
+        float hn = ah[{n2} + u] + {p}_bhh[{n2} + u];
+        float cand = tanh_exp((acc_i[{n2} + u] + {p}_bih[{n2} + u]) + r * hn);
+        hq[u] = (1.0f - z) * cand + z * h_prev[u];
     }}
 {norm}}}
 
@@ -84,10 +118,7 @@ LAYER_NORM = """    {{
 IH_ALL = """
 static void ih0_all(const float *x, float *acc)
 {{
-    int r;
-    for (r = 0; r < {rows}; ++r) {{
-        acc[r] = row_c0_ih(r, x);
-    }}
+    mv_c0_ih(x, acc); /* {rows} rows */
 }}
 """
 
@@ -135,11 +166,11 @@ def _front(model: FloatModel, lay: Layout, policy: str) -> Emitted:
     for (c = 0; c < {c}; ++c) {{
         sums[c] = 0.0f;
     }}
-    for (r = 0; r < {rows}; ++r) {{ /* oldest first */
-        const float *row = s->ring[(s->ring_pos + r) % {rows}];
-        for (c = 0; c < {c}; ++c) {{
-            sums[c] += row[c];
-        }}
+    for (r = s->ring_pos; r < {rows}; ++r) {{ /* oldest first */
+        add_row(sums, s->ring[r]);
+    }}
+    for (r = 0; r < s->ring_pos; ++r) {{
+        add_row(sums, s->ring[r]);
     }}
     for (c = 0; c < {c}; ++c) {{
         q[c] = transform(sums[c] + bin[c]);
@@ -154,7 +185,16 @@ def _front(model: FloatModel, lay: Layout, policy: str) -> Emitted:
         q[c] = transform(bin[c]);
     }}
 """
-    code = f"""{transform}
+    add_row = f"""
+static void add_row(float *restrict sums, const float *restrict row)
+{{
+    int c;
+    for (c = 0; c < {c}; ++c) {{
+        sums[c] += row[c];
+    }}
+}}
+"""
+    code = f"""{transform}{add_row if rows else ""}
 /* box sum of the last {lay.width} raw samples, then the input transform */
 static void front(decoder_state_t *s, const float *bin, float *q)
 {{
@@ -194,17 +234,18 @@ static void input_bin(decoder_state_t *s, const float *bin, float *qx)
 """
         return Emitted(code + (zero_in if lay.cached else ""), [], [])
     e = model.enc_w.shape[0]
-    mat = store("enc", model.enc_w, policy)
+    mat = store("enc", model.enc_w, policy, columns=True)
     lim = f"{model.clamp!r}f"
     clamp = f"        v = v < -{lim} ? -{lim} : (v > {lim} ? {lim} : v);\n"
     clamp = clamp if model.clamp is not None else ""
     code = f"""
-{row_function(mat, "float", "float")}
+{matvec_function(mat)}
 static void encode(const float *q_in, float *qx)
 {{
     int o;
+    mv_enc(q_in, qx);
     for (o = 0; o < {e}; ++o) {{
-        float v = row_enc(o, q_in) + enc_b[o];
+        float v = qx[o] + enc_b[o];
 {clamp}        qx[o] = v;
     }}
 }}
@@ -222,7 +263,8 @@ static void input_bin(decoder_state_t *s, const float *bin, float *qx)
 
 def _cell(cell: FloatCell, i: int, policy: str) -> Emitted:
     p, n = f"c{i}", cell.w_hh.shape[1]
-    ih, hh = store(f"{p}_ih", cell.w_ih, policy), store(f"{p}_hh", cell.w_hh, policy)
+    ih = store(f"{p}_ih", cell.w_ih, policy, columns=True)
+    hh = store(f"{p}_hh", cell.w_hh, policy, columns=True)
     arrays = list(ih.arrays) + list(hh.arrays) + [CArray(f"{p}_bih", cell.b_ih),
                                                   CArray(f"{p}_bhh", cell.b_hh)]  # fmt: skip
     norm = ""
@@ -230,8 +272,8 @@ def _cell(cell: FloatCell, i: int, policy: str) -> Emitted:
         arrays += [CArray(f"{p}_gamma", cell.ln_gamma), CArray(f"{p}_beta", cell.ln_beta)]
         norm = LAYER_NORM.format(p=p, n=n, eps=float(cell.ln_eps))
     code = (
-        row_function(ih, "float", "float") + "\n" + row_function(hh, "float", "float")
-        + CELL.format(p=p, n=n, n2=2 * n, norm=norm)
+        matvec_function(ih) + "\n" + matvec_function(hh)
+        + CELL.format(p=p, n=n, n2=2 * n, n3=3 * n, norm=norm)
     )  # fmt: skip
     return Emitted(code, arrays, [ih, hh])
 
@@ -244,14 +286,15 @@ def _cells(model: FloatModel, lay: Layout, policy: str) -> Emitted:
 
 
 def _readout(model: FloatModel, lay: Layout, policy: str) -> Emitted:
-    mat = store("out", model.out_w, policy)
+    mat = store("out", model.out_w, policy, columns=True)
     code = f"""
-{row_function(mat, "float", "float")}
+{matvec_function(mat)}
 static void readout(const float *x, float *out)
 {{
     int d;
+    mv_out(x, out);
     for (d = 0; d < {lay.outputs}; ++d) {{
-        out[d] = row_out(d, x) + out_b[d];
+        out[d] += out_b[d];
     }}
 }}
 """
@@ -311,7 +354,7 @@ def emit(model: FloatModel, policy: str = "auto") -> Program:
     host = emit_common.host_shim(
         lay,
         convert="in[c] = v;",
-        validate="v == v",
+        validate="(v - v == 0.0f) & (v >= lo) & (v <= hi)",  # finite and in range
         emit="y[k + d] = out[d];\n                if (raw) {\n"
         "                    raw[k + d] = out[d];\n                }",
         hidden_io=_host_io(lay),

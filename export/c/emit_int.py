@@ -51,11 +51,14 @@ def _requant(name: str, rq: Requant, n: int, head: bool) -> tuple[str, list[CArr
 
 
 def _act(name: str, t: ActTable) -> tuple[str, list[CArray]]:
-    thr = np.clip(t.thr, -(2**31), 2**31 - 1).astype(np.int32)
+    # a sentinel after the last threshold stops the level walk at qmax without a bounds test
+    thr = np.append(np.clip(t.thr, -(2**31), 2**31 - 1), 2**31 - 1).astype(np.int32)
+    # the most thresholds one table cell holds: the walk after the table takes that many steps
+    steps = int(np.diff(t.lut.astype(np.int64)).max(initial=0))
     arrays = [CArray(f"{name}_lut", t.lut.astype(np.uint8)), CArray(f"{name}_thr", thr)]
     code = (
         f"static const act_t {name} = {{{t.lo}, {t.cell_shift}, {len(t.lut)}, {t.qmin}, "
-        f"{t.qmax}, {name}_lut, {name}_thr}};\n"
+        f"{t.qmax}, {steps}, {name}_lut, {name}_thr}};\n"
     )
     return code, arrays
 
@@ -311,7 +314,8 @@ def emit(model: IntModel, policy: str = "auto") -> Program:
     host = emit_common.host_shim(
         lay,
         convert="in[c] = (decoder_input_t)v;",
-        validate=f"v >= 0.0f && v <= {model.max_count}.0f && v == (float)(int)v",
+        validate=f"(v >= lo) & (v <= hi) & (v >= 0.0f) & (v <= {model.max_count}.0f)"
+        " & (v == floorf(v))",  # a whole count the build accepts (NaN fails every test)
         emit="y[k + d] = (float)out[d] * out_scale[d];\n                if (raw) {\n"
         "                    raw[k + d] = out[d];\n                }",
         hidden_io=_host_io(model, lay),

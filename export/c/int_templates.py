@@ -15,7 +15,7 @@ HELPERS = f"""
 typedef struct {{
     int32_t lo;
     int shift;
-    int32_t n, qmin, qmax;
+    int32_t n, qmin, qmax, steps;
     const uint8_t *lut;
     const int32_t *thr;
 }} act_t;
@@ -38,16 +38,17 @@ static inline int32_t pre32(int64_t v, int s)
     return (int32_t)(p < -PRE_LIMIT ? -PRE_LIMIT : (p > PRE_LIMIT ? PRE_LIMIT : p));
 }}
 
-/* quantized activation level of a pre-activation: table start, then exact thresholds */
+/* quantized activation level of a pre-activation: table start, then the exact thresholds of
+ * its table cell (at most `steps`; thr ends in a sentinel no p reaches), without branches */
 static inline int32_t act(const act_t *t, int32_t p)
 {{
-    int32_t i = p < t->lo ? 0 : (int32_t)((uint32_t)(p - t->lo) >> t->shift), q;
+    int32_t i = p < t->lo ? 0 : (int32_t)((uint32_t)(p - t->lo) >> t->shift), q, k;
     if (i > t->n - 1) {{
         i = t->n - 1;
     }}
     q = t->qmin + t->lut[i];
-    while (q < t->qmax && p >= t->thr[q - t->qmin]) {{
-        ++q;
+    for (k = 0; k < t->steps; ++k) {{
+        q += p >= t->thr[q - t->qmin];
     }}
     return q;
 }}

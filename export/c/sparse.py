@@ -22,7 +22,6 @@ from cortexedge.errors import CortexEdgeError
 from cortexedge.macs import linear
 
 POLICIES = ("auto", "dense", "sparse", "size")
-LANES = 8  # (a power of two) partial sums of a float dense row (_float_dense_row)
 DENSE_INSNS_PER_MAC, DENSE_INSNS_PER_ROW = 5.0, 8.0
 CSR_INSNS_PER_NZ, CSR_INSNS_PER_ROW = 6.0, 12.0
 C_TYPES = {
@@ -142,14 +141,15 @@ def choose(w: np.ndarray, policy: str) -> str:
     return min(sizes, key=lambda f: (cost[f], sizes[f]))
 
 
-def store(name: str, w: np.ndarray, policy: str) -> Stored:
-    """Store matrix `w` (int8 or float32, [rows, cols]) under the C symbol prefix `name`."""
+def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Stored:
+    """Store matrix `w` (int8 or float32, [rows, cols]) under the C symbol prefix `name`;
+    `columns`: a dense matrix column by column (for `matvec_function`)."""
     w = np.ascontiguousarray(w)
     fmt = choose(w, policy)
     rows, cols = w.shape
     nz_rows = (w != 0).sum(1)
     if fmt == "dense":
-        arrays = (CArray(f"{name}_w", w.reshape(-1)),)
+        arrays = (CArray(f"{name}_w", (w.T if columns else w).reshape(-1)),)
         row_macs = tuple([cols] * rows)
     else:
         r, c = np.nonzero(w)
@@ -169,8 +169,6 @@ def store(name: str, w: np.ndarray, policy: str) -> Stored:
 
 def row_function(s: Stored, acc: str, xtype: str) -> str:
     """C: `static <acc> row_<name>(int r, const <xtype> *x)`, the dot product of row r with x."""
-    if s.fmt == "dense" and acc == "float" and s.cols >= LANES:
-        return _float_dense_row(s, xtype)
     head = f"static {acc} row_{s.name}(int r, const {xtype} *x)\n{{\n    {acc} a = 0;\n"
     if s.fmt == "dense":
         body = (
@@ -186,27 +184,31 @@ def row_function(s: Stored, acc: str, xtype: str) -> str:
     return head + body + "    return a;\n}\n"
 
 
-def _float_dense_row(s: Stored, xtype: str) -> str:
-    """A float dense row as LANES interleaved partial sums added pairwise at the end: one serial
-    chain of float adds is latency-bound (C99 forbids reordering it), LANES independent ones
-    pipeline, and compilers vectorize them. The order differs from a single running sum by
-    float rounding only (the float path is verified against onnxruntime, not bit for bit)."""
-    body = "\n".join(f"        a[{k}] += w[i + {k}] * x[i + {k}];" for k in range(LANES))
-    terms = [f"a[{k}]" for k in range(LANES)]
-    while len(terms) > 1:  # pairwise: ((a0 + a1) + (a2 + a3)) + ...
-        terms = [f"({terms[k]} + {terms[k + 1]})" for k in range(0, len(terms), 2)]
-    total = terms[0][1:-1]
-    return f"""static float row_{s.name}(int r, const {xtype} *x)
-{{
-    const float *w = {s.name}_w + (long)r * {s.cols};
-    float a[{LANES}] = {{0}};
-    int i;
-    for (i = 0; i + {LANES} <= {s.cols}; i += {LANES}) {{
-{body}
+def matvec_function(s: Stored) -> str:
+    """C: `static void mv_<name>(const float *x, float *y)`, y = W·x over all rows, for the float
+    path (a matrix stored with `columns=True`). Dense: y accumulates column after column, so
+    the inner loop runs along y (it vectorizes, and no row ends in a horizontal sum) while
+    every y[r] still adds its terms in column order; CSR: row by row."""
+    if s.fmt == "dense":
+        body = f"""    int i, r;
+    for (r = 0; r < {s.rows}; ++r) {{
+        y[r] = 0.0f;
     }}
-    for (; i < {s.cols}; ++i) {{
-        a[0] += w[i] * x[i];
+    for (i = 0; i < {s.cols}; ++i) {{
+        const float xi = x[i], *w = {s.name}_w + (long)i * {s.rows};
+        for (r = 0; r < {s.rows}; ++r) {{
+            y[r] += w[r] * xi;
+        }}
     }}
-    return {total};
-}}
 """
+    else:
+        body = f"""    int r, k;
+    for (r = 0; r < {s.rows}; ++r) {{
+        float a = 0.0f;
+        for (k = {s.name}_ptr[r]; k < {s.name}_ptr[r + 1]; ++k) {{
+            a += {s.name}_val[k] * x[{s.name}_idx[k]];
+        }}
+        y[r] = a;
+    }}
+"""
+    return f"static void mv_{s.name}(const float *x, float *y)\n{{\n{body}}}\n"

@@ -89,3 +89,34 @@ def test_transform_table_and_libm_path_agree_with_onnxruntime(tmp_path):
     y_c = StreamingDecoder(path, backend="c").run(x)
     y_o = StreamingDecoder(path, backend="ort").run(x)
     np.testing.assert_allclose(y_c, y_o, atol=1e-5 * max(1.0, float(np.abs(y_o).max())))
+
+
+def test_exp_sigmoid_tanh_helpers_are_within_their_stated_bounds(tmp_path):
+    # the generated C helpers themselves, compiled with the host flags and run on a grid
+    from cortexedge.export.c.build import STRICT, host_compiler, host_flags, run
+    from cortexedge.export.c.emit_float import HELPERS
+
+    main = (
+        "#include <math.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n"
+        + HELPERS
+        + """
+int main(void)
+{
+    int i;
+    for (i = 0; i <= 35000; ++i) {
+        float x = -87.0f + (float)i * 0.005f;
+        printf("%.9g %.9g %.9g\\n", exp_poly(x), sigmoid(x / 4.0f), tanh_exp(x / 4.0f));
+    }
+    return 0;
+}
+"""
+    )
+    (tmp_path / "h.c").write_text(main)
+    run([host_compiler(), *STRICT, *host_flags(), "h.c", "-o", "h", "-lm"], tmp_path, "build")
+    out = np.array(run(["./h"], tmp_path, "run").split(), dtype=np.float64).reshape(-1, 3)
+    x = (np.float32(-87.0) + np.arange(35001, dtype=np.float32) * np.float32(0.005)).astype(
+        np.float64
+    )
+    assert np.abs(out[:, 0] / np.exp(x) - 1).max() < 1e-7
+    assert np.abs(out[:, 1] - 1 / (1 + np.exp(-x / 4))).max() < 1e-7
+    assert np.abs(out[:, 2] - np.tanh(x / 4)).max() < 1e-7

@@ -118,6 +118,9 @@ def test_manifest_checks(int_build, tmp_path):
     assert not CBackend.available(model)
     with pytest.raises(ContractError, match=r"the C build is of another graph"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
+    (folder / "decoder_c.json").write_text(json.dumps({**man, "host_isa": "x86-64-v9"}))
+    with pytest.raises(ContractError, match=r"built for x86-64-v9 CPUs, which this one is not"):
+        StreamingDecoder(folder / "decoder.onnx", backend="c")
     (folder / "decoder_c.json").write_text(json.dumps(man))
     (folder / "libdecoder.so").unlink()
     with pytest.raises(ContractError, match=r"the C decoder is not built"):
@@ -125,3 +128,63 @@ def test_manifest_checks(int_build, tmp_path):
     (folder / "decoder_c.json").unlink()
     with pytest.raises(ContractError, match=r"no C build here \(decoder_c.json missing\)"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (np.nan, r"^bin 20: contains NaN or inf$"),
+        (np.inf, r"^bin 20: contains NaN or inf$"),
+        (-1.0, r"^bin 20: spike counts must be non-negative \(min -1\)$"),
+    ],
+)
+def test_the_c_shim_screens_values_and_the_error_is_the_runtimes(int_build, value, message):
+    # the C backend checks every value itself (StreamingDecoder skips its Python screen), and a
+    # refusal is explained with the same message as on the other backends, state unchanged
+    assert CBackend.checks_values
+    x = counts(40, 8)
+    dec, clean = StreamingDecoder(int_build, backend="c"), StreamingDecoder(int_build, backend="c")
+    assert not dec._values
+    dec.run(x[:20])
+    clean.run(x[:20])
+    bad = x[20].copy()
+    bad[3] = value
+    with pytest.raises(CortexEdgeError, match=message):
+        dec.step(bad)
+    with pytest.raises(CortexEdgeError, match=message):
+        StreamingDecoder(int_build, backend="ort").run(np.concatenate([x[:20], bad[None]]))
+    np.testing.assert_array_equal(dec.run(x[20:]), clean.run(x[20:]))
+
+
+def test_float_shim_refuses_values_outside_the_input_range(tmp_path):
+    from cortexedge.runtime.backend_c import CLibrary
+
+    torch.manual_seed(9)
+    model = GRUDecoder(C, hidden=8).eval()
+    onnx = contract_onnx(model, tmp_path / "f.onnx", C)
+    export_c(model, tmp_path / "c", onnx_path=onnx, verify_bins=100, cortex_m=False)
+    lib = CLibrary(tmp_path / "c" / "libdecoder.so", "float", 2, C)
+    x = counts(5, 9)
+    x[3, 7] = -0.5  # refused only when the caller's lower bound says so
+    states = lib.states(1)
+    y, raw = np.zeros((5, 2), np.float32), np.zeros((5, 2), np.float32)
+    call = lib.lib.decoder_host_run
+    args = (x.ctypes.data, 5, y.ctypes.data, raw.ctypes.data, None, 1, None)
+    assert call(states.ctypes.data, 1, *args, 0.0, np.inf) == 3 * C + 7
+    assert not y.any()  # nothing decoded
+    assert call(states.ctypes.data, 1, *args, -np.inf, np.inf) == -1
+    x[1, 2] = np.inf
+    assert call(states.ctypes.data, 1, *args, -np.inf, np.inf) == C + 2
+
+
+def test_bound_buffers_are_read_in_place_and_others_copied(int_build):
+    model = load_decoder(int_build)
+    backend, other = CBackend(model, 1), CBackend(model, 1)
+    buffer = np.zeros((1, C), np.float32)
+    backend.bind_input(buffer)
+    for row in counts(30, 10):
+        buffer[0] = row
+        np.testing.assert_array_equal(backend.step(buffer), other.step(row[None].copy()))
+    assert not backend._x.any()  # its own input buffer was never needed
+    with pytest.raises(CortexEdgeError, match=r"c backend: cannot bind a float64 \(1, 10\) input"):
+        backend.bind_input(np.zeros((1, C)))
