@@ -254,10 +254,15 @@ def weights(proto: onnx.ModelProto) -> dict:
     gru = nodes["GRU"]
     out = {"W": inits[gru.input[1]][0], "R": inits[gru.input[2]][0], "B": inits[gru.input[3]][0],
            "hidden": attr(gru, "hidden_size")}  # fmt: skip
-    if "BatchNormalization" in nodes:  # AEGRU: encoder MatMul+Add, BN, Clip, LayerNorm
+    if "BatchNormalization" in nodes:  # AEGRU: encoder (Gemm, or MatMul+Add), BN, Clip, LN
         bn, clip, ln = nodes["BatchNormalization"], nodes["Clip"], nodes["LayerNormalization"]
-        out["enc_w"] = inits[nodes["MatMul"].input[1]]
-        out["enc_b"] = next(inits[i] for i in nodes["Add"].input if i in inits)
+        if "MatMul" in nodes:
+            out["enc_w"] = inits[nodes["MatMul"].input[1]]
+            out["enc_b"] = next(inits[i] for i in nodes["Add"].input if i in inits)
+        else:  # the first Gemm; as x @ enc_w
+            enc = nodes["Gemm"]
+            w = inits[enc.input[1]]
+            out["enc_w"], out["enc_b"] = (w.T if attr(enc, "transB", 0) else w), inits[enc.input[2]]
         out["bn"] = [inits[i] for i in bn.input[1:5]] + [attr(bn, "epsilon")]
         out["clip"] = [inits[i] for i in clip.input[1:3]]
         out["ln"] = [inits[i] for i in ln.input[1:3]] + [attr(ln, "epsilon")]

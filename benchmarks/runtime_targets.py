@@ -50,8 +50,8 @@ STREAMS = 64
 
 def analytic_macs(name: str, cfg: dict) -> int:
     """Dense MACs per bin by hand: a GRU step is 3H(I+H) + 3H (the 3H: r⊙(W_hn h), z⊙h and
-    (1−z)⊙n), a Linear in·out. AEGRU's window mode reruns encoder, GRU and readout on each of
-    its num_steps bins every sample."""
+    (1−z)⊙n), a Linear in·out. AEGRU's window mode reruns encoder and GRU on each of its
+    num_steps bins every sample, and reads out the last bin."""
 
     def gru(i: int, h: int) -> int:
         return 3 * h * (i + h) + 3 * h
@@ -60,8 +60,7 @@ def analytic_macs(name: str, cfg: dict) -> int:
     if name == "gru":
         return gru(c, h) + h * d
     e = cfg["enc_dim"]
-    per_bin = c * e + gru(e, h) + h * d
-    return per_bin * (cfg["num_steps"] if cfg["mode"] == "window" else 1)
+    return (c * e + gru(e, h)) * (cfg["num_steps"] if cfg["mode"] == "window" else 1) + h * d
 
 
 class IdentityFloor:

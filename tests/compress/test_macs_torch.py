@@ -20,14 +20,15 @@ def _nnz(t: torch.Tensor) -> int:
     return int(torch.count_nonzero(t))
 
 
-def test_aegru_window_mode_counts_every_gru_step_of_the_window() -> None:
+def test_aegru_window_mode_counts_every_gru_step_of_the_window_and_one_readout() -> None:
     model = AEGRU(C, out_dim=D, enc_dim=E, hidden=H, num_steps=S, training_parts=False)
     gru = 3 * H * (E + H) + 3 * H
     count = count_macs(model, (C,))
-    assert count.dense == S * (C * E + gru + H * D)
+    assert count.dense == S * (C * E + gru) + H * D  # y_t needs the last bin's readout only
     layers = {row.name: row for row in count.layers}
     assert layers["cells.0"].calls == S and layers["cells.0"].runs == S
     assert layers["encoder"].calls == 1 and layers["encoder"].runs == S  # one call on S bins
+    assert layers["readout"].runs == 1
     assert count.effective == count.dense  # dense float weights
 
 

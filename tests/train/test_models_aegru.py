@@ -155,6 +155,27 @@ def test_state_layout():
     assert [tuple(s.shape) for s in stateful.init_state(2)] == [(2, 3, 6), (2, 5), (2, 5)]
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_window_step_reads_out_the_last_bin_once(layers):
+    """One raw sample in: the window re-binned, the stack rerun from zero over its bins (the
+    equations), and the readout applied once, to the last bin's h, for every row of a batch."""
+    torch.manual_seed(1)
+    model = AEGRU(6, enc_dim=4, hidden=5, layers=layers, bin_width=2, num_steps=3)
+    randomise_norms(model)
+    model.eval()
+    buffer = torch.poisson(torch.full((3, 6, 6), 1.5))
+    x_t = torch.poisson(torch.full((3, 6), 1.5))
+    calls = []
+    model.readout.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+    with torch.no_grad():
+        y, (new,) = model.step(x_t, (buffer,))
+    window = torch.cat([buffer[:, 1:], x_t[:, None]], dim=1)
+    assert torch.equal(new, window)
+    bins = window.reshape(3, 3, 2, 6).sum(2)
+    torch.testing.assert_close(y, reference_forward(model, bins)[:, -1], rtol=0, atol=1e-5)
+    assert calls == [(3, 5)]
+
+
 def test_log_softplus_input_transform_at_zero():
     """Empty bins are not zero after the transform: log(log 2) feeds the encoder."""
     model = AEGRU(2, enc_dim=1, hidden=3).eval()

@@ -124,22 +124,33 @@ class AEGRU(nn.Module):
 
     # ---------------------------------------------------------------- binned windows
     def _mu(self, features: Tensor) -> Tensor:
-        """Encoder on transformed bins [B, S, C] -> clamped, batch-normalised mu [B, S, E]."""
-        z = self.encoder(features)
-        # reshape with -1 for the batch so that exported step graphs keep a free batch dim
-        mu = self.norm(z.flatten(0, 1)).reshape(-1, z.shape[1], z.shape[2])
-        return mu.clamp(-ENCODER_CLAMP, ENCODER_CLAMP)
+        """Encoder on transformed bins [N, C] -> clamped, batch-normalised mu [N, E]."""
+        return self.norm(self.encoder(features)).clamp(-ENCODER_CLAMP, ENCODER_CLAMP)
 
-    def _recur(self, z: Tensor, h: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """GRUCell+LayerNorm stack over z [B, S, E] -> the last layer's outputs [B, S, H]."""
+    def _mu_steps(self, steps: Tensor) -> Tensor:
+        """Transformed bins sequence-first [S, B, C] -> mu [S, B, E]."""
+        mu = self._mu(steps.flatten(0, 1))
+        # S and E as sizes and -1 for the batch: an exported step graph keeps its batch free
+        return mu.reshape(len(steps), -1, self.encoder.out_features)
+
+    def _cells(self, inp: Tensor, h: list[Tensor | None]) -> list[Tensor]:
+        """One bin through the GRUCell+LayerNorm stack: inp [B, E], h[i] [B, H] or None -> the
+        new h. None is the zero state, sized by the cell from inp: an exported graph's batch
+        dim stays free, and with the batch fixed at load onnxruntime folds the zeros."""
+        new = []
+        for cell, norm, h_i in zip(self.cells, self.cell_norms, h, strict=True):
+            inp = norm(cell(inp, h_i))
+            new.append(inp)
+        return new
+
+    def _recur(self, z: Tensor) -> list[Tensor]:
+        """The stack from zero over z [S, B, E] -> the last layer's h after every bin [B, H]."""
+        h: list[Tensor | None] = [None] * self.layers
         outs = []
-        for t in range(z.shape[1]):
-            inp = z[:, t]
-            for i, (cell, norm) in enumerate(zip(self.cells, self.cell_norms, strict=True)):
-                h[i] = norm(cell(inp, h[i]))
-                inp = h[i]
-            outs.append(inp)
-        return torch.stack(outs, dim=1), h
+        for t in range(len(z)):  # not unbind: torch-pruning would map it as a channel split
+            h = self._cells(z[t], h)
+            outs.append(h[-1])
+        return outs
 
     def _zero_hidden(self, batch: int) -> list[Tensor]:
         w = self.readout.weight
@@ -149,10 +160,7 @@ class AEGRU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Binned counts x [B, S, C] -> y [B, S, D], GRU from zero state (z = mu)."""
         check_input(x, "AEGRU", "x", ("batch", "steps", "channels"), (self.in_channels,))
-        mu = self._mu(log_softplus(x))
-        # zeros derived from the data rather than from its traced size: the batch stays free
-        zero = mu[:, 0, :1] * 0
-        hs, _ = self._recur(mu, [zero.expand(-1, cell.hidden_size) for cell in self.cells])
+        hs = torch.stack(self._recur(self._mu_steps(log_softplus(x.transpose(0, 1)))), dim=1)
         return self.readout(self.dropout(hs))
 
     def forward_train(self, x: Tensor) -> dict[str, Tensor]:
@@ -161,11 +169,12 @@ class AEGRU(nn.Module):
             raise CortexEdgeError("AEGRU: forward_train needs the training parts, stripped here")
         check_input(x, "AEGRU", "x", ("batch", "steps", "channels"), (self.in_channels,))
         features = log_softplus(x)
-        mu = self._mu(features)
+        mu = self._mu_steps(features.transpose(0, 1)).transpose(0, 1)
         logvar = self.aux.logvar(features)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        hs, _ = self._recur(z, self._zero_hidden(x.shape[0]))
-        return dict(y=self.readout(self.dropout(hs)), rates=self.aux.rates(z), mu=mu, logvar=logvar)
+        hs = torch.stack(self._recur(z.transpose(0, 1)), dim=1)
+        y = self.readout(self.dropout(hs))
+        return dict(y=y, rates=self.aux.rates(z), mu=mu, logvar=logvar)
 
     def inference_module(self) -> AEGRU:
         """A copy without the training-only parts (same weights, same outputs in eval mode)."""
@@ -192,20 +201,27 @@ class AEGRU(nn.Module):
         hidden = tuple(self._zero_hidden(batch)) if self.mode == "stateful" else ()
         return (*buffer, *hidden) if self._buffered else hidden
 
+    def _last_output(self, bins: Tensor) -> Tensor:
+        """Windows of binned counts [N, S, C] -> the output of each window's last bin [N, D]:
+        the stack run from zero over the S bins, read out once (window mode's y per sample)."""
+        # transposed before the transform, whose output is then a sequence-first copy (the
+        # numpy backend flattens it as a view)
+        h_last = self._recur(self._mu_steps(log_softplus(bins.transpose(0, 1))))[-1]
+        return self.readout(self.dropout(h_last))
+
     def step(self, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One raw 4 ms sample x_t [B, C] -> (y_t [B, D], new state)."""
         check_input(x_t, "AEGRU", "x_t", ("batch", "channels"), (self.in_channels,))
-        if not self._buffered:  # stateful, one raw sample per bin
-            hs, h = self._recur(self._mu(log_softplus(x_t.unsqueeze(1))), list(state))
-            return self.readout(self.dropout(hs[:, -1])), tuple(h)
-        buffer = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)
         if self.mode == "window":
+            buffer = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)[:, 1:]
             shape = (-1, self.num_steps, self.bin_width, self.in_channels)  # batch stays free
-            bins = buffer[:, 1:].reshape(shape).sum(2)
-            return self.forward(bins)[:, -1], (buffer[:, 1:],)
-        mu = self._mu(log_softplus(buffer.sum(1, keepdim=True)))
-        hs, h = self._recur(mu, list(state[1:]))
-        return self.readout(self.dropout(hs[:, -1])), (buffer[:, 1:], *h)
+            return self._last_output(buffer.reshape(shape).sum(2)), (buffer,)
+        counts, kept, hidden = x_t, (), state  # stateful, one raw sample per bin: no buffer
+        if self._buffered:  # the bin ending now: kept samples plus this one
+            buffer = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)
+            counts, kept, hidden = buffer.sum(1), (buffer[:, 1:],), state[1:]
+        h = self._cells(self._mu(log_softplus(counts)), list(hidden))
+        return self.readout(self.dropout(h[-1])), (*kept, *h)
 
     def stream(self, x: Tensor) -> Tensor:
         """Raw samples x [B, T, C] -> y [B, T, D]: stepping from `init_state`, vectorised."""
@@ -222,6 +238,6 @@ class AEGRU(nn.Module):
         for start in range(0, samples, chunk):
             rows = torch.arange(start, min(start + chunk, samples), device=x.device)
             windows = padded[:, rows[:, None] + offsets]  # [B, n, num_steps, C]
-            y = self.forward(windows.flatten(0, 1))[:, -1]
+            y = self._last_output(windows.flatten(0, 1))
             outs.append(y.unflatten(0, (batch, len(rows))))
         return torch.cat(outs, dim=1)
