@@ -9,8 +9,9 @@ re-measures):
 4. measure: flash (weights + code) and RAM (state + measured stack) bytes, executed MACs per
    bin, R² of the C outputs on the test split against the float model's, host latency per bin
    through the runtime (`StreamingDecoder.step`, c backend vs onnxruntime; p50/p99 µs), qemu
-   instructions per bin and a cycles estimate. A third build puts the compressed weights in a
-   stateful-mode AEGRU (one GRU step per sample instead of five) for memory and latency only.
+   instructions per bin and a cycles estimate. Two more builds put the float and the compressed
+   weights in a stateful-mode AEGRU (one GRU step per sample instead of five) for memory and
+   latency only.
 Prints a table and writes benchmarks/results/c_target.json.
 
     .venv/bin/python benchmarks/c_target.py [--train-epochs 40] [--work DIR]
@@ -56,17 +57,20 @@ def _compress(model, rec, work: Path, epochs: int):
     return res.model, folder
 
 
-def _stateful_model(qat, channels: int):
-    """The compressed (pruned + W8A8) weights in an AEGRU of stateful mode (one GRU step per
-    sample instead of five): for memory and latency only, it was not trained to stream so."""
+def _stateful_model(source, channels: int, quantized: bool):
+    """`source`'s weights (float, or pruned + W8A8) in an AEGRU of stateful mode (one GRU step
+    per sample instead of five): for memory and latency only, it was not trained to stream so."""
     from cortexedge.compress.qat import full_state_dict, quantize
     from cortexedge.compress.quant_gru import QuantSpec
     from cortexedge.train.models.aegru import AEGRU
 
     model = AEGRU(channels, mode="stateful", training_parts=False).eval()
-    quantize(model, QuantSpec())
-    with full_state_dict():
-        model.load_state_dict(qat.state_dict())
+    if quantized:
+        quantize(model, QuantSpec())
+        with full_state_dict():
+            model.load_state_dict(source.state_dict())
+    else:
+        model.load_state_dict(source.inference_module().state_dict())
     return model.eval()
 
 
@@ -162,15 +166,18 @@ def main(argv: list[str] | None = None) -> dict:
         builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
                             _latency(path, "ort", lat_rows), float(r2))  # fmt: skip
         builds[name]["c_compute_us_per_bin"] = compute_us
-    out = args.work / "c-int8-stateful"
-    res = export_c(_stateful_model(qat, x.shape[1]), out, recording=rec, verify_bins=2000,
-                   qemu_bins=args.qemu_bins, max_count=args.max_count)  # fmt: skip
-    rows = np.minimum(x, args.max_count)[: args.latency_bins]
-    path = out / "decoder.onnx"
-    name = "int8 pruned stateful (latency only)"
-    builds[name] = _row(name, res.manifest, _latency(path, "c", rows), _latency(path, "ort", rows),
-                        None)  # fmt: skip
-    builds[name]["c_compute_us_per_bin"] = _c_outputs(out, np.minimum(x, args.max_count))[1]
+    for name, source, quantized in (("float", model, False), ("int8 pruned", qat, True)):
+        out = args.work / f"c-{name.split()[0]}-stateful"
+        res = export_c(_stateful_model(source, x.shape[1], quantized), out, recording=rec,
+                       verify_bins=2000, qemu_bins=args.qemu_bins,
+                       **({"max_count": args.max_count} if quantized else {}))  # fmt: skip
+        rows = np.minimum(x, args.max_count) if quantized else x
+        path = out / "decoder.onnx"
+        name = f"{name} stateful (latency only)"
+        lat_rows = rows[: args.latency_bins]
+        builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
+                            _latency(path, "ort", lat_rows), None)  # fmt: skip
+        builds[name]["c_compute_us_per_bin"] = _c_outputs(out, rows)[1]
     summary = {"recording": {"kind": "reaching", "channels": int(rec.x.shape[1]),
                              "test_bins": int(len(x))},
                "model": "AEGRU (window, 5 bins x 20 samples, hidden 32)",
