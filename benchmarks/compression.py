@@ -156,7 +156,7 @@ def run_dataset(ds: Dataset, grid: Grid, args) -> dict:
     lags, bin_width = ds.ridge
     ridge = fit_ridge(rec, lags=lags, bin_width=bin_width).metrics
     ctx = Data(rec, "aegru", "regression", spec_for("aegru").data_for(model, ds.data))
-    common = {"lr": args.lr, "seed": args.seed, "qat_epochs": grid.qat}
+    common = {"lr": args.lr, "qat_lr": args.lr, "seed": args.seed, "qat_epochs": grid.qat}
     fit_kw = {"family": "aegru", "data": ds.data, "train_stride": ds.train_stride}
 
     def compressed(name: str, group: str, base, recipe: Recipe, **held) -> tuple[dict, object]:

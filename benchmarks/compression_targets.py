@@ -28,7 +28,7 @@ def _recipes(args) -> dict:
     from cortexedge.compress.recipe import Recipe
 
     common = {"finetune_epochs": args.finetune_epochs, "qat_epochs": args.qat_epochs,
-              "lr": args.lr, "seed": args.seed}  # fmt: skip
+              "lr": args.lr, "qat_lr": args.qat_lr, "seed": args.seed}  # fmt: skip
     return {
         "magnitude_w8": Recipe(sparsity=args.sparsity, bits=8, **common),
         "structured": Recipe(structured=0.25, **common),
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--qat-epochs", type=int, default=5)
     parser.add_argument("--sparsity", type=float, default=0.6)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=3e-4, help="fine-tuning rate after pruning")
+    parser.add_argument("--qat-lr", type=float, default=1e-4, help="fine-tuning rate of QAT")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default="/tmp/cortexedge-bench", help="float model cache")

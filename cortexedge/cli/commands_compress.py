@@ -96,7 +96,12 @@ def _table(stages: list[dict]) -> str:
     default=None,
     help="Fine-tuning epochs of the quantized model (default: --finetune-epochs).",
 )
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Fine-tuning rate.")
+@click.option(
+    "--lr", type=float, default=3e-4, show_default=True, help="Fine-tuning rate after pruning."
+)
+@click.option(
+    "--qat-lr", type=float, default=1e-4, show_default=True, help="Fine-tuning rate of QAT."
+)
 @click.option(
     "--train-stride",
     type=int,
@@ -108,7 +113,7 @@ def _table(stages: list[dict]) -> str:
 def compress(
     run: Path, out: Path, data_path: Path | None, sparsity: float, structured: float,
     bits: int | None, act_bits: int, per_channel: bool, scope: str, schedule: str,
-    importance: str, finetune_epochs: int, qat_epochs: int | None, lr: float,
+    importance: str, finetune_epochs: int, qat_epochs: int | None, lr: float, qat_lr: float,
     train_stride: int | None, seed: int, threads: int | None,
 ) -> None:  # fmt: skip
     """Compress the decoder of run folder RUN into a new checkpoint folder."""
@@ -117,7 +122,7 @@ def compress(
     recipe = Recipe(
         sparsity=sparsity, structured=structured, bits=bits, act_bits=act_bits,
         per_channel=per_channel, scope=scope, schedule=schedule, importance=importance,
-        finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, lr=lr, seed=seed,
+        finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, lr=lr, qat_lr=qat_lr, seed=seed,
     )  # fmt: skip
     recipe.validate()
     if out.resolve() == run.resolve():

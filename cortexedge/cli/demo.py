@@ -170,6 +170,7 @@ def _compress(out: Path, rec, model, cfg: DemoSettings, seed: int):
         finetune_epochs=cfg.finetune_epochs,
         qat_epochs=cfg.qat_epochs,
         lr=cfg.finetune_lr,
+        qat_lr=cfg.finetune_lr,  # the demo's short runs fine-tune both stages at one fast rate
         seed=seed,
     )
     comp = compress(model, rec, recipe, train_stride=cfg.train_stride, progress=True, threads=1)

@@ -123,6 +123,8 @@ def test_bad_recipes_are_rejected_before_any_work(recording) -> None:
         (Recipe(bits=5), "bits: 5-bit weights are not supported"),
         (Recipe(bits=8, act_bits=2), "act_bits: 2-bit activations are not supported"),
         (Recipe(sparsity=0.5, scope="all"), "scope must be one of global, layer"),
+        (Recipe(sparsity=0.5, lr=0.0), r"lr must be positive, got 0.0"),
+        (Recipe(bits=8, qat_lr=-1e-4), r"qat_lr must be positive, got -0.0001"),
         (Recipe(), "recipe does nothing"),
     ]
     for recipe, message in cases:
@@ -141,3 +143,20 @@ def test_model_without_prunable_layer_is_rejected(recording) -> None:
 
     with pytest.raises(CortexEdgeError, match="has no prunable layer"):
         compress(Mean(), recording, Recipe(sparsity=0.5, finetune_epochs=0))
+
+
+def test_pruning_and_qat_fine_tune_at_their_own_rates(recording, monkeypatch) -> None:
+    import cortexedge.train.fit as fit_module
+
+    rates, real = [], fit_module.fit
+
+    def spy(*args, **kwargs):
+        rates.append(kwargs["lr"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "fit", spy)
+    recipe = Recipe(sparsity=0.5, bits=8, finetune_epochs=1, qat_epochs=1, lr=3e-4,
+                    qat_lr=1e-5, calib_batches=2)  # fmt: skip
+    compress(UserGRUDecoder(), recording, recipe, data={"length": 4}, train_stride=16, threads=1)
+    assert rates == [3e-4, 1e-5]
+    assert Recipe.from_json({"sparsity": 0.5}).qat_lr == 1e-4  # older recipes: the default
