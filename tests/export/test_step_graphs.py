@@ -79,7 +79,19 @@ def test_aegru_window_step_runs_the_stack_on_rows_and_reads_out_once(tmp_path):
         assert producers[gru.input[0]].op_type in ("Slice", "LayerNormalization")  # a bin row
         if len(gru.input) > 5 and gru.input[5]:  # the first bin of a layer starts from zeros
             assert producers[gru.input[5]].op_type in ("LayerNormalization", "Unsqueeze")
-    readout = graph.node[-1]
+    readout = _producers(graph)["y"]
     assert readout.op_type == "Gemm" and readout.output[0] == "y"
     last_norm = producers[producers[readout.input[0]].input[0]]  # through one Squeeze
     assert last_norm is [n for n in graph.node if n.op_type == "LayerNormalization"][-1]
+
+
+def test_cnn_rnn_step_reads_out_the_gru_state_without_transposes(tmp_path):
+    model = build("cnn_rnn", dict(frame_shape=(32, 32), conv_channels=(4, 8, 8)))
+    to_onnx(model, tmp_path / "m.onnx", modality="widefield", bin_ms=33.0)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert "Transpose" not in {n.op_type for n in graph.node}
+    gru = next(n for n in graph.node if n.op_type == "GRU")
+    assert gru.output[0] == ""  # the sequence output is not computed
+    readout = _producers(graph)["y"]
+    assert readout.op_type == "Gemm"
+    assert _producers(graph)[readout.input[0]].input[0] == gru.output[1]  # reads the new h

@@ -77,9 +77,8 @@ class CNNRNN(nn.Module):
             blocks += [nn.Conv2d(channels, c, 3, stride=2, padding=1), nn.ReLU()]
             channels = c
         self.cnn = nn.Sequential(*blocks)
-        self.rnn = nn.GRU(
-            channels, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
-        )
+        # sequence-first, the ONNX GRU op's layout: the exported step graph needs no transposes
+        self.rnn = nn.GRU(channels, hidden, layers, dropout=dropout if layers > 1 else 0.0)
         self.readout = nn.Linear(hidden, out_dim)
 
     def config(self) -> dict:
@@ -96,8 +95,8 @@ class CNNRNN(nn.Module):
         padded = F.pad(x, (0, 0, 0, 0, self.frames_per_input - 1, 0))
         stacks = padded.unfold(1, self.frames_per_input, 1).movedim(-1, 2)  # [B, T, F, H, W]
         emb = self.embed(stacks.flatten(0, 1)).unflatten(0, x.shape[:2])
-        out, _ = self.rnn(emb)
-        return self.readout(out)
+        out, _ = self.rnn(emb.transpose(0, 1))
+        return self.readout(out.transpose(0, 1))
 
     def state_names(self) -> tuple[str, ...]:
         """Names of the state tensors, in order."""
@@ -113,8 +112,8 @@ class CNNRNN(nn.Module):
         """One frame x_t [B, H, W] -> (logit [B, out_dim], new state)."""
         check_input(x_t, "CNNRNN", "x_t", ("batch", "height", "width"), self.frame_shape)
         stack = torch.cat([state[0], x_t.unsqueeze(1)], dim=1)
-        out, h = self.rnn(self.embed(stack).unsqueeze(1), state[1])
-        return self.readout(out[:, 0]), (stack[:, 1:], h)
+        _, h = self.rnn(self.embed(stack).unsqueeze(0), state[1])
+        return self.readout(h[-1]), (stack[:, 1:], h)  # the last layer's new h is the output
 
     def stream(self, x: Tensor) -> Tensor:
         """Frames x [B, T, H, W] -> [B, T, out_dim]: stepping from `init_state` (= forward)."""
