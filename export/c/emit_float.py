@@ -117,9 +117,9 @@ LAYER_NORM = """    {{
 
 IH_ALL = """
 static void ih0_all(const float *x, float *acc)
-{{
-    mv_c0_ih(x, acc); /* {rows} rows */
-}}
+{
+    mv_c0_ih(x, acc);
+}
 """
 
 # input transform name -> C expression of `v`, and the same function in numpy (float64)
@@ -280,7 +280,7 @@ def _cell(cell: FloatCell, i: int, policy: str) -> Emitted:
 
 def _cells(model: FloatModel, lay: Layout, policy: str) -> Emitted:
     parts = [_cell(c, i, policy) for i, c in enumerate(model.cells)]
-    ih0 = IH_ALL.format(rows=3 * lay.hidden) if lay.cached else ""
+    ih0 = IH_ALL if lay.cached else ""
     code = "".join(p.code for p in parts) + emit_common.cell_tables(lay, len(parts)) + ih0
     return Emitted(code, [a for p in parts for a in p.arrays], [m for p in parts for m in p.stored])
 

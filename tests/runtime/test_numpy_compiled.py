@@ -21,18 +21,7 @@ from cortexedge.runtime.model import load_decoder
 from cortexedge.runtime.numpy_compiled import CompiledGraph, compile_static
 from cortexedge.runtime.numpy_graph import NumpyGraph
 from cortexedge.runtime.numpy_ops import SHAPE_INPUTS
-
-R = np.random.default_rng(0)
-F = TensorProto.FLOAT
-
-
-def f32(*shape, positive=False):
-    x = R.normal(size=shape).astype(np.float32)
-    return np.abs(x) + 0.1 if positive else x
-
-
-def i64(*values):
-    return np.array(values, dtype=np.int64)
+from tests.runtime.test_numpy_ops import F, R, f32, i64
 
 
 def refill(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
