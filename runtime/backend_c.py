@@ -9,6 +9,10 @@ the C code with the same API as the other backends.
 - The manifest must name the same graph sha256 as the ONNX file, else ContractError.
 - Integer builds take whole spike counts 0..max_count: any other value raises CortexEdgeError
   naming the stream and channel, and nothing is decoded.
+- One stream, one call: when the library holds its Python entry point (decoder_host_py.c,
+  built for this interpreter: manifest `host_python`), `step_bin` decodes a caller's float32
+  bin in a single call, with no ctypes and no numpy calls around the C step; StreamingDecoder
+  takes it first and falls back to its general path for any bin it does not take.
 - States: the shim keeps a copy of the last raw samples (the graph's `buffer`), and stateful
   hidden states are read/written through the shim (dequantized/quantized on the integer
   path). Writing a state resets the decoder and replays the buffer, which rebuilds the C
@@ -20,6 +24,8 @@ from __future__ import annotations
 import ctypes
 import json
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -57,6 +63,12 @@ def host_isa() -> str | None:
         return None
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     return "x86-64-v3" if X86_64_V3 <= set(line.partition(":")[2].split()) else None
+
+
+def host_python() -> str:
+    """The interpreter and numpy C ABI a library's Python entry point is built for, e.g.
+    "cpython-311-numpy2": the backend uses that entry point only under the same one."""
+    return f"{sys.implementation.cache_tag}-numpy{np.__version__.split('.')[0]}"
 
 
 def load_manifest(folder: str | Path) -> dict:
@@ -103,6 +115,16 @@ class CLibrary:
         if self.has_hidden:
             for fn in (lib.decoder_host_get_hidden, lib.decoder_host_set_hidden):
                 fn.argtypes = [_P, ctypes.c_int, _P]
+        self._path = path
+
+    def step_function(self, call: _Call) -> Callable | None:
+        """The library's Python fast path bound to `call` (one stream; keep `call` alive as
+        long as the function), or None when the library was built without it."""
+        if not hasattr(self.lib, "decoder_host_python"):
+            return None
+        make = ctypes.PyDLL(str(self._path.resolve())).decoder_host_python  # holds the GIL
+        make.argtypes, make.restype = [_P], ctypes.py_object
+        return make(ctypes.addressof(call))
 
     def states(self, batch: int) -> np.ndarray:
         """Zeroed memory for `batch` decoder_state_t structs, reset."""
@@ -195,6 +217,9 @@ class CBackend:
         self.bind_input(self._x)
         self._step_fn = self.lib.lib.decoder_host_call
         self._run = self.lib.lib.decoder_host_run
+        # one stream, built for this interpreter: StreamingDecoder steps in a single call
+        fast = batch == 1 and man.get("host_python") == host_python()
+        self.step_bin = self.lib.step_function(self._calls[id(self._x)][0]) if fast else None
 
     def bind_input(self, buffer: np.ndarray) -> None:
         """Let `step` read `buffer` (float32, C-contiguous, the size of one [batch, C] block) in

@@ -28,6 +28,7 @@ class NumpyBackend:
 
     name: ClassVar[str] = "numpy"
     checks_values: ClassVar[bool] = False
+    step_bin: ClassVar[None] = None  # no one-call path: callers check, then `step`
 
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None:
         model.check_batch(batch)

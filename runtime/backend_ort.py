@@ -69,6 +69,7 @@ class OrtBackend:
 
     name: ClassVar[str] = "ort"
     checks_values: ClassVar[bool] = False  # onnxruntime decodes NaN/inf: callers screen them
+    step_bin: ClassVar[None] = None  # no one-call path: callers check, then `step`
 
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None:
         import onnxruntime as ort

@@ -8,6 +8,7 @@ new backend slots in by adding one entry to `BACKENDS`. A backend that can run o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -33,10 +34,16 @@ class Backend(Protocol):
       will pass to `step` again and again; a backend may prepare to read it in place.
     - `checks_values`: True when `step` itself refuses NaN, inf and out-of-range values
       (raising CortexEdgeError before any state changes), so callers may skip their screen.
+    - `step_bin`: None, or (batch 1) a one-call path for a caller's raw bin:
+      `step_bin(bin, into)` copies a bin that is already a native C-contiguous array of the
+      input dtype and shape into `into` (a bound buffer), checks its values and decodes it,
+      returning a new [D] output; it returns None, having changed nothing, for any other bin
+      or a refused value, and the caller then takes the general path.
     """
 
     name: ClassVar[str]
     checks_values: ClassVar[bool]
+    step_bin: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None
 
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None: ...
 

@@ -58,6 +58,7 @@ class StreamingDecoder:
         # a backend that checks values itself (the C shim does, before decoding) saves the
         # Python screen; a refusal is then explained by the exact check, or re-raised
         self._values = not self._backend.checks_values
+        self._fast = self._backend.step_bin
         self._y: np.ndarray | None = None
         self._row: np.ndarray | None = None
         self._bins = 0
@@ -78,6 +79,13 @@ class StreamingDecoder:
 
         Returns the output vector [D] (a copy).
         """
+        if bin is not None and self._fast is not None:
+            x = self._scratch
+            out = self._fast(bin, x)  # the backend's one-call path (C): None = not taken
+            if out is not None:
+                self._scratch, self._last = self._last, x
+                self._bins += 1
+                return out
         if bin is None:
             y = self._backend.step(_MISSING[self.missing](self))
         else:

@@ -1,9 +1,10 @@
 """Compiling generated decoders: host shared library, Cortex-M4 objects, sizes.
 
 - `host_library(folder)`: the system C compiler builds decoder.c + decoder_weights.c +
-  decoder_host.c into the shared library the runtime's "c" backend loads, with the strict
-  flags (C99, -Wall -Wextra -Werror -pedantic) and `host_flags` (-O3 and, where the CPU has
-  it, -march=x86-64-v3).
+  decoder_host.c (+ decoder_host_py.c, the runtime's fast path, when Python's and numpy's
+  headers are installed) into the shared library the runtime's "c" backend loads, with the
+  strict flags (C99, -Wall -Wextra -Werror -pedantic) and `host_flags` (-O3 and, where the
+  CPU has it, -march=x86-64-v3).
 - `sanitized_run(folder, rows)`: the same sources plus a small main, built with
   AddressSanitizer and UBSan (`-fsanitize=address,undefined -fno-sanitize-recover=all`) and
   run as a separate process (a sanitized library cannot be loaded into Python); any report
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from cortexedge.runtime.backend_c import host_isa
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 DEVICE_SOURCES = ("decoder.c", "decoder_weights.c")
 HOST_SOURCES = (*DEVICE_SOURCES, "decoder_host.c")
+PYTHON_SOURCE = "decoder_host_py.c"  # the runtime's fast path, when Python's headers are there
 CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 ARM_GCC, ARM_SIZE = "arm-none-eabi-gcc", "arm-none-eabi-size"
 LIBGCC_STACK = 64  # allowance for libgcc's 64-bit division helpers (not in -fstack-usage)
@@ -77,14 +80,27 @@ def host_flags(opt: str = "-O3") -> list[str]:
     return [opt, "-fno-trapping-math", *([f"-march={isa}"] if isa else [])]
 
 
+def python_includes() -> list[str] | None:
+    """-isystem flags for Python's and numpy's headers, or None when either is missing (the
+    host library is then built without its Python entry point, decoder_host_py.c)."""
+    dirs = [sysconfig.get_paths()["include"], np.get_include()]
+    needed = [Path(dirs[0], "Python.h"), Path(dirs[1], "numpy", "arrayobject.h")]
+    if not all(p.is_file() for p in needed):
+        return None
+    return [flag for d in dirs for flag in ("-isystem", d)]
+
+
 def host_library(folder: str | os.PathLike, name: str = "libdecoder.so") -> Path:
-    """Compile the generated sources in `folder` into a shared library; returns its path."""
+    """Compile the generated sources in `folder` into a shared library; returns its path.
+    With `python_includes`, the library also holds the runtime's Python fast path."""
     folder = Path(folder)
     cc = host_compiler()
     out = folder / name
     tmp = folder / f".{name}.tmp"
     flags = [*STRICT, *host_flags(), "-fPIC", "-shared"]
-    run([cc, *flags, *HOST_SOURCES, "-o", tmp.name, "-lm"], folder, "host C build")
+    py = python_includes()
+    sources = [*HOST_SOURCES, *([PYTHON_SOURCE, *py] if py else [])]
+    run([cc, *flags, *sources, "-o", tmp.name, "-lm"], folder, "host C build")
     os.replace(tmp, out)
     return out
 

@@ -319,7 +319,6 @@ def emit(model: IntModel, policy: str = "auto") -> Program:
         emit="y[k + d] = (float)out[d] * out_scale[d];\n                if (raw) {\n"
         "                    raw[k + d] = out[d];\n                }",
         hidden_io=_host_io(model, lay),
+        constants=f"\nstatic const float out_scale[{lay.outputs}] = DECODER_OUTPUT_SCALES;\n",
     )
-    scale_table = f"static const float out_scale[{lay.outputs}] = DECODER_OUTPUT_SCALES;"
-    host = host.replace('#include "decoder.h"\n', f'#include "decoder.h"\n\n{scale_table}\n')
     return assemble(lay, parts, int_templates.HELPERS, macros, host, ["<stdint.h>", "<string.h>"])

@@ -34,7 +34,7 @@ from cortexedge.export.c.model_ir import float_model, read_structure
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
-from cortexedge.runtime.backend_c import MANIFEST, MANIFEST_VERSION, CLibrary, host_isa
+from cortexedge.runtime.backend_c import MANIFEST, MANIFEST_VERSION, CLibrary, host_isa, host_python
 from cortexedge.runtime.model import load_decoder
 
 NUMERIC = ("auto", "float", "int")
@@ -191,6 +191,7 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
         "format_version": MANIFEST_VERSION, "toolkit_version": __version__,
         "family": meta.model_family, "numeric": lay.numeric, "graph_sha256": meta.graph_sha256,
         "library": LIBRARY, "host_isa": host_isa(), "max_count": lay.max_count,
+        "host_python": host_python() if build.python_includes() else None,
         "output_scale": None if imodel is None else [float(s) for s in imodel.out_scale],
         "layout": {k: getattr(lay, k) for k in ("channels", "outputs", "hidden", "layers",
                    "enc_dim", "width", "mode", "num_steps", "lag", "sample_bits")},

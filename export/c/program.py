@@ -1,4 +1,4 @@
-"""A generated C decoder before it is written: its four files, storage choices and figures.
+"""A generated C decoder before it is written: its files, storage choices and figures.
 
 `assemble` joins what the per-layer emitters produced (code, constant arrays, stored matrices)
 with the shared skeleton, and counts the MACs one `decoder_step` executes, matrix by matrix,
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from cortexedge import __version__
-from cortexedge.export.c import emit_common
+from cortexedge.export.c import emit_common, host_python
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.sparse import CArray, Stored
 from cortexedge.macs import elementwise
@@ -50,6 +50,7 @@ class Program:
             "decoder.c": self.source,
             "decoder_weights.c": self.weights,
             "decoder_host.c": self.host,
+            **host_python.FILES,
         }
 
 

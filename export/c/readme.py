@@ -106,8 +106,9 @@ arm-none-eabi-gcc -std=c99 -O2 -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fp
 ```
 
 Link `decoder.o` and `decoder_weights.o` into the firmware{"" if integer else " with -lm"}.
-`decoder_host.c` and `libdecoder.so` are host-only (the runtime's "c" backend:
-`StreamingDecoder("decoder.onnx", backend="c")`); do not put them on the device.
+`decoder_host.h`, `decoder_host.c`, `decoder_host_py.c` and `libdecoder.so` are host-only
+(the runtime's "c" backend: `StreamingDecoder("decoder.onnx", backend="c")`); do not put
+them on the device.
 
 ## Verification
 

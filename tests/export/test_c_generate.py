@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import subprocess
@@ -16,6 +17,8 @@ from cortexedge.export.c import build, emit_float, sparse
 from cortexedge.export.c.generate import export_c
 from cortexedge.export.c.model_ir import float_model, read_structure
 from cortexedge.macs import elementwise, linear
+from cortexedge.runtime import StreamingDecoder
+from cortexedge.runtime.backend_c import host_python
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
@@ -75,6 +78,24 @@ def test_manifest_and_readme_describe_the_build(pruned_export):
         assert f"| {m['matrix']} | {m['shape'][0]}×{m['shape'][1]} | {m['format']} |" in readme
     assert f"MACs executed per step: {man['macs']['executed_per_step']:,}" in readme
     assert "decoder_step(&s, bin, out);" in readme
+
+
+def test_host_library_without_python_headers(pruned_export, tmp_path, monkeypatch):
+    # built where Python's or numpy's headers are missing, the library has no Python entry
+    # point, the manifest says so, and the runtime steps it through ctypes with equal outputs
+    model, res = pruned_export
+    man = json.loads((res.folder / "decoder_c.json").read_text())
+    assert man["host_python"] == host_python()
+    monkeypatch.setattr(build, "python_includes", lambda: None)
+    plain = export_c(model, tmp_path / "c", onnx_path=res.folder / "decoder.onnx",
+                     verify_bins=100, cortex_m=False)  # fmt: skip
+    assert json.loads((plain.folder / "decoder_c.json").read_text())["host_python"] is None
+    assert not hasattr(ctypes.CDLL(str(plain.folder / "libdecoder.so")), "decoder_host_python")
+    slow = StreamingDecoder(plain.folder / "decoder.onnx", backend="c")
+    fast = StreamingDecoder(res.folder / "decoder.onnx", backend="c")
+    assert slow._fast is None and fast._fast is not None
+    x = np.random.default_rng(3).poisson(1.0, (50, 12)).astype(np.float32)
+    np.testing.assert_array_equal([slow.step(r) for r in x], [fast.step(r) for r in x])
 
 
 def test_executed_macs_follow_the_mac_rules(pruned_export):

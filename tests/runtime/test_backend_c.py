@@ -188,3 +188,51 @@ def test_bound_buffers_are_read_in_place_and_others_copied(int_build):
     assert not backend._x.any()  # its own input buffer was never needed
     with pytest.raises(CortexEdgeError, match=r"c backend: cannot bind a float64 \(1, 10\) input"):
         backend.bind_input(np.zeros((1, C)))
+
+
+def _copy_with_manifest(build, tmp_path, **changes):
+    """A copy of a C build folder whose manifest has `changes`; returns its decoder.onnx."""
+    folder = tmp_path / "copy"
+    shutil.copytree(build.parent, folder)
+    man = json.loads((folder / "decoder_c.json").read_text())
+    (folder / "decoder_c.json").write_text(json.dumps({**man, **changes}))
+    return folder / "decoder.onnx"
+
+
+def test_one_call_path_equals_the_general_path(int_build, tmp_path):
+    # the library's Python entry point decodes a float32 bin in one call; a build for another
+    # interpreter takes the ctypes path only, and every kind of bin gives identical outputs
+    fast = StreamingDecoder(int_build, backend="c", missing="hold")
+    general = StreamingDecoder(_copy_with_manifest(int_build, tmp_path, host_python="other"),
+                               backend="c", missing="hold")  # fmt: skip
+    assert callable(fast._fast) and general._fast is None
+    x = counts(60, 11)  # the missing bins after fast steps check the held bin, too
+    bins = [x[0], x[1].astype(np.float64), x[2].tolist(), np.asfortranarray(x[3:4])[0],
+            x[4].astype(">f4"), None, *x[5:30], None, None, *x[30:]]  # fmt: skip
+    got = np.stack([fast.step(b) for b in bins])
+    want = np.stack([general.step(b) for b in bins])
+    np.testing.assert_array_equal(got, want)
+    assert fast.bins_since_reset == len(bins)
+    np.testing.assert_array_equal(fast.state["buffer"], general.state["buffer"])
+
+
+def test_one_call_path_refuses_without_deciding(int_build):
+    # the entry point takes only a native float32 bin of the right shape with accepted values;
+    # anything else returns None with nothing decoded, so the caller's general path decides
+    backend = CBackend(load_decoder(int_build), 1)
+    into = np.zeros((1, C), np.float32)
+    x = counts(20, 12)
+    for row in x[:10]:
+        backend.step_bin(row, into)
+    before = backend.read_state()
+    for bad in (x[10].astype(np.float64), x[10][None], x[10, :5].copy(), x[10] + 0.5,
+                np.full(C, np.nan, np.float32), [0.0] * C):  # fmt: skip
+        assert backend.step_bin(bad, into) is None
+    np.testing.assert_array_equal(backend.read_state()["buffer"], before["buffer"])
+    y = backend.step_bin(x[10], into)
+    assert y.shape == (2,) and y.dtype == np.float32 and y.flags.owndata
+    np.testing.assert_array_equal(into[0], x[10])
+    with pytest.raises(TypeError, match=r"into must be a writable float32 \[1, \.\.\.\] bin"):
+        backend.step_bin(x[11], np.zeros((1, C)))
+    with pytest.raises(TypeError, match=r"into must be"):
+        backend.step_bin(x[11])
