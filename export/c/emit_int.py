@@ -112,11 +112,17 @@ def _front(model: IntModel, lay: Layout, policy: str) -> Emitted:
     clipped = "bin[k]" if top == 255 else f"(bin[k] > {top} ? {top} : bin[k])"
     lut = CArray("decoder_lut", model.lut.astype(np.int8))
     sum_t = "uint8_t" if lay.width * top <= 255 else "uint16_t"
+    # byte sums are built in q itself, which the table then maps in place: a smaller stack
+    sums = (
+        "uint8_t *sums = (uint8_t *)q; /* the box sums, until the table maps them in place */"
+        if sum_t == "uint8_t"
+        else f"uint16_t sums[{c}];"
+    )
     code = f"""
 /* box sum of the last {lay.width} raw samples (each clipped to {top}), then the input table */
 static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
 {{
-    {sum_t} sums[{c}];
+    {sums}
     int k{", r" if lay.ring_rows else ""};
     for (k = 0; k < {c}; ++k) {{
         sums[k] = ({sum_t}){clipped};
