@@ -116,11 +116,12 @@ class CLibrary:
             for fn in (lib.decoder_host_get_hidden, lib.decoder_host_set_hidden):
                 fn.argtypes = [_P, ctypes.c_int, _P]
         self._path = path
+        self.has_python = hasattr(lib, "decoder_host_python")  # built with decoder_host_py.c
 
     def step_function(self, call: _Call) -> Callable | None:
         """The library's Python fast path bound to `call` (one stream; keep `call` alive as
         long as the function), or None when the library was built without it."""
-        if not hasattr(self.lib, "decoder_host_python"):
+        if not self.has_python:
             return None
         make = ctypes.PyDLL(str(self._path.resolve())).decoder_host_python  # holds the GIL
         make.argtypes, make.restype = [_P], ctypes.py_object

@@ -191,7 +191,6 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
         "format_version": MANIFEST_VERSION, "toolkit_version": __version__,
         "family": meta.model_family, "numeric": lay.numeric, "graph_sha256": meta.graph_sha256,
         "library": LIBRARY, "host_isa": host_isa(), "max_count": lay.max_count,
-        "host_python": host_python() if build.python_includes() else None,
         "output_scale": None if imodel is None else [float(s) for s in imodel.out_scale],
         "layout": {k: getattr(lay, k) for k in ("channels", "outputs", "hidden", "layers",
                    "enc_dim", "width", "mode", "num_steps", "lag", "sample_bits")},
@@ -202,6 +201,7 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
         "memory": {"weights_bytes": program.weight_bytes},
     }  # fmt: skip
     lib = CLibrary(build.host_library(work, LIBRARY), lay.numeric, lay.outputs, lay.channels)
+    man["host_python"] = host_python() if lib.has_python else None  # for its Python entry
     man["memory"]["state_bytes"] = lib.state_size
     top = lay.max_count if imodel is not None else None
     rows, split = verify_c.input_rows(rec, lay.channels, verify_bins, top)
