@@ -5,7 +5,8 @@
 `step(bin, into)` that checks the bin's type and shape, copies it into the caller's buffer,
 checks its values and decodes it through `decoder_host_call`, and returns a new numpy array of
 the outputs, in one call from Python. Through ctypes the same step costs two Python-level copies
-and a foreign call around the C code, which is as long as the float AEGRU step itself.
+and a foreign call around the C code, which is as long as the float AEGRU step itself. Unlike
+a ctypes call, it keeps the GIL while the C step runs (1–12 µs per bin here).
 
 The library exports `decoder_host_python(call)`, which makes that function for a
 `decoder_host_call_t` the runtime keeps alive. It is compiled in only when Python's and numpy's
