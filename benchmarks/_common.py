@@ -9,6 +9,8 @@
 - `Stepper`: a torch `step` with its state carried, timed like `StreamingDecoder.step`;
 - `stats`: the runtime profiler's `latency_stats`, the one percentile definition;
 - `exported_decoder`: a seeded registry decoder and its verified ONNX step graph;
+- `OrtChain` and `per_node_cost`: onnxruntime's floor per call (an Identity graph) and its
+  cost per extra node (chains of Relu), called as the runtime's ort backend calls a step;
 - `write_results`: atomic JSON next to the other benchmark results; `print_table`: rich.
 """
 
@@ -158,6 +160,49 @@ def exported_decoder(name: str, kwargs: dict, path: Path, seed: int = 0):
         model = model.inference_module().eval()
     to_onnx(model, path, modality="spikes", bin_ms=BIN_MS)
     return model, load_decoder(path)
+
+
+class OrtChain:
+    """y = Relu^n(x) on [1, width] (n = 0: one Identity node) in an onnxruntime session with the
+    runtime backend's options, run with IOBinding on preallocated OrtValues through the same
+    pybind call and RunOptions as `OrtBackend.step`."""
+
+    def __init__(self, width: int, n_relu: int = 0) -> None:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        from cortexedge.runtime.backend_ort import session_options
+
+        names = ["x", *(f"t{i}" for i in range(1, n_relu)), "y"]
+        nodes = [helper.make_node("Relu", [a], [b]) for a, b in zip(names, names[1:], strict=False)]
+        nodes = nodes or [helper.make_node("Identity", ["x"], ["y"])]
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, width]) for n in "xy"]
+        graph = helper.make_graph(nodes, "chain", [io[0]], [io[1]])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        proto.ir_version = 10  # onnx.helper's default IR is newer than onnxruntime 1.31 reads
+        self.sess = ort.InferenceSession(proto.SerializeToString(), session_options(1),
+                                         providers=["CPUExecutionProvider"])  # fmt: skip
+        self.x = np.zeros((1, width), dtype=np.float32)
+        self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (self.x, self.x.copy())]
+        self.binding = self.sess.io_binding()
+        self.binding.bind_ortvalue_input("x", self.values[0])
+        self.binding.bind_ortvalue_output("y", self.values[1])
+        self.run = self.sess._sess.run_with_iobinding
+        self.args = (self.binding._iobinding, ort.RunOptions())
+
+    def __call__(self, x: np.ndarray) -> None:
+        self.x[...] = x
+        self.run(*self.args)
+
+
+def per_node_cost(n: int, warmup: int, sizes: Sequence[int] = (0, 1, 4, 16)) -> dict:
+    """Latency stats of chains of `sizes` Relu nodes (0: Identity), interleaved, and the p50
+    slope in µs per extra node (a least-squares line through the Relu chains)."""
+    rows = list(np.ones((8, 1, 64), dtype=np.float32))
+    methods = {f"{k} Relu" if k else "Identity": (OrtChain(64, k), rows) for k in sizes}
+    lat = {k: stats(v) for k, v in time_interleaved(methods, n, warmup).items()}
+    p50 = [lat[k]["p50"] for k in list(methods)[1:]]
+    return {"latency_us": lat, "us_per_node_p50": round(float(np.polyfit(sizes[1:], p50, 1)[0]), 3)}
 
 
 def rss_bytes() -> int:

@@ -1,4 +1,4 @@
-"""Issue 8: test R² vs effective MACs vs model bytes of AEGRU over a compression grid.
+"""Test R² vs effective MACs vs model bytes of AEGRU over a compression grid (the Pareto sweep).
 
 For each recording (the default synthetic reaching one, and the real Imperial reaching one when
 /work/shared/data/real is present) a float AEGRU is trained once (cached in --work, see

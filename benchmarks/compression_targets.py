@@ -1,4 +1,4 @@
-"""Issue 4's compression targets, measured on AEGRU and the default synthetic reaching recording.
+"""Compression targets, measured on AEGRU and the default synthetic reaching recording.
 
 Trains (or reuses) a float AEGRU, then runs three recipes of `cortexedge.compress` and checks:
 

@@ -1,4 +1,4 @@
-"""Issue 6/8 latency table: per-bin step latency of every way to run a decoder, one thread.
+"""Per-bin step latency of every way to run a decoder, one thread, against the compute floor.
 
 For GRU decoders (`build_model("gru", in_channels=C, hidden=H, out_dim=2)`, H = 32..256,
 C = 96, 192) and the AEGRU at C=96 in both streaming modes (window: the published 5 bins x 20
@@ -20,7 +20,11 @@ are Poisson(1) spike counts. Each row gives MACs per bin (the exported file's me
 p50/p99 per method, each p50 against torch eager and against the compute floor: MACs / the
 single-thread MAC rate of a 1024^3 float32 numpy matmul measured in the same run.
 
-Prints two tables and writes benchmarks/results/latency.json.
+Also timed: onnxruntime's floor per call (an Identity graph) and its cost per extra node
+(chains of 1, 4 and 16 Relu nodes on [1, 64]), the numbers behind "every onnxruntime number is
+call and node overhead" (see docs/onnxruntime-tuning.md).
+
+Prints three tables and writes benchmarks/results/latency.json.
 Run: .venv/bin/python benchmarks/latency.py [--quick] [--bins N]
 """
 
@@ -183,6 +187,11 @@ def print_tables(report: dict) -> None:
     C.print_table(f"Step latency p50 / p99 (µs) — {head}; floor at {rate:.1f} GMAC/s", columns,
                   lat_rows)  # fmt: skip
     C.print_table("p50 vs torch eager | p50 vs compute floor", ["model", *ORDER], ratio_rows)
+    chain = report["per_node"]
+    rows = [[k, C.p50_p99(v)] for k, v in chain["latency_us"].items()]
+    rows.append(["slope: µs per extra node (p50)", f"{chain['us_per_node_p50']:.3f}"])
+    title = "onnxruntime floor and per-node cost ([1, 64] float32)"
+    C.print_table(title, ["graph", "p50 / p99 µs"], rows)
     for row in report["models"]:
         for m, why in row["skipped"].items():
             print(f"{row['model']}: {m} skipped: {why}")
@@ -220,6 +229,7 @@ def main() -> None:
                      "timing": "per call (perf_counter_ns); all methods of all decoders "
                                "interleaved in blocks of 100 calls"},
         "models": models,
+        "per_node": C.per_node_cost(args.bins, args.warmup),
     }  # fmt: skip
     print_tables(report)
     print(f"wrote {C.write_results('latency.json', report)}")

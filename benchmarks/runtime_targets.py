@@ -1,12 +1,11 @@
-"""Issue 6's "Done means" for the streaming runtime, measured and judged pass/fail.
+"""The streaming runtime's targets (latency, long-stream exactness, MACs, many streams), judged.
 
 Decoders (random seeded weights, Poisson(1) spike counts, one thread):
 - "GRU C=96 H=64": the GRU-op decoder of the field notes' latency table (nn.GRU, one ONNX GRU
   op; no encoder here, 31k MACs per bin);
 - "AEGRU window": the published AEGRU (C=96, hidden 32, 5 bins x 20 samples re-run every sample);
 - "AEGRU stateful": the same network stepping its GRU once per sample on the box sum of the last
-  20 samples (bin_width 20, the default: exporting bin_width=1 fails today, in
-  export/streamable.py `_fill`, which indexes the empty raw-sample buffer state).
+  20 samples (bin_width 20, the default).
 
 (a) per-bin latency of `StreamingDecoder.step` on onnxruntime (validation included; the bare
     backend step and an Identity graph, onnxruntime's per-call floor now, are timed too),
@@ -63,39 +62,6 @@ def analytic_macs(name: str, cfg: dict) -> int:
     return (c * e + gru(e, h)) * (cfg["num_steps"] if cfg["mode"] == "window" else 1) + h * d
 
 
-class IdentityFloor:
-    """onnxruntime's per-call floor on this machine now: a graph y = Identity(x) of the same
-    input width, run with IOBinding on preallocated OrtValues and called as the runtime's
-    backend calls it."""
-
-    def __init__(self, width: int) -> None:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-
-        from cortexedge.runtime.backend_ort import session_options
-
-        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, width]) for n in "xy"]
-        graph = helper.make_graph(
-            [helper.make_node("Identity", ["x"], ["y"])], "id", [io[0]], [io[1]]
-        )
-        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        proto.ir_version = 10  # onnx.helper's default IR 14 is refused by onnxruntime 1.31
-        self.sess = ort.InferenceSession(proto.SerializeToString(), session_options(1),
-                                         providers=["CPUExecutionProvider"])  # fmt: skip
-        self.x = np.zeros((1, width), dtype=np.float32)
-        self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (self.x, self.x.copy())]
-        self.binding = self.sess.io_binding()
-        self.binding.bind_ortvalue_input("x", self.values[0])
-        self.binding.bind_ortvalue_output("y", self.values[1])
-        # the call the backend makes (runtime/backend_ort.py): pybind session, one RunOptions
-        self.run = self.sess._sess.run_with_iobinding
-        self.args = (self.binding._iobinding, ort.RunOptions())
-
-    def __call__(self, x: np.ndarray) -> None:
-        self.x[...] = x
-        self.run(*self.args)
-
-
 def latency(models: dict, args) -> dict:
     """(a): eager step, ORT decoder/bare step and numpy decoder step, interleaved per model."""
     import torch
@@ -113,7 +79,7 @@ def latency(models: dict, args) -> dict:
             "ort": (StreamingDecoder(loaded.path).step, xs),
             "ort bare": (OrtBackend(loaded, 1).step, list(xs[:, None])),
             "numpy": (StreamingDecoder(loaded.path, backend="numpy").step, xs),
-            "ort identity floor": (IdentityFloor(xs.shape[1]), list(xs[:, None])),
+            "ort identity floor": (C.OrtChain(xs.shape[1]), list(xs[:, None])),
         }  # fmt: skip
         with torch.inference_mode():
             lat = {k: C.stats(v) for k, v in C.time_interleaved(methods, args.bins, 300).items()}
@@ -259,7 +225,7 @@ def print_report(report: dict) -> None:
                     f"p99 {ml['p99']:.0f} µs; 64 decoders {s['bins_per_s']:,} bins/s, round p50 "
                     f"{sl['p50']:.0f} µs; gain {d['throughput_gain']}x")  # fmt: skip
         rows.append(["(d) 64 streams", label, measured, _verdicts(d["targets"])])
-    title = f"Issue 6 runtime targets — {C.machine_line(report['machine'])}"
+    title = f"Runtime targets — {C.machine_line(report['machine'])}"
     C.print_table(title, ["check", "decoder", "measured", "targets"], rows)
 
 

@@ -1,4 +1,4 @@
-"""Issue 8 scaling: how the streaming runtime's cost grows with streams, channels and hidden units.
+"""How the streaming runtime's cost grows with streams, channels and hidden units.
 
 All decoders are `build_model("gru", in_channels=C, hidden=H, out_dim=2)` with random seeded
 weights, exported by `to_onnx`; inputs are Poisson(1) spike counts; one thread.

@@ -1,4 +1,4 @@
-"""Issue 3's "Done means" experiments: trained decoders against their floors.
+"""Trained decoders against their floors (ridge, a plain GRU, the majority rate), per recording.
 
 (a) synthetic reaching (default recording, 96 channels, 4 ms): AEGRU vs a plain GRU of equal
     size (GRUDecoder hidden 64 on the same binned windows) vs lagged ridge; test R² and wall

@@ -12,7 +12,7 @@ import torch
 from cortexedge.export.c import build, qemu
 from cortexedge.export.c.generate import export_c
 from cortexedge.train.models.aegru import AEGRU
-from tests.export.test_c_support import contract_onnx, prune_half, ptq, window_batches
+from tests.export.c_helpers import contract_onnx, prune_half, ptq, window_batches
 
 needs_arm = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("arm-none-eabi-size") is None,

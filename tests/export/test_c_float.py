@@ -10,7 +10,7 @@ from cortexedge.export.c.generate import export_c
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder
-from tests.export.test_c_support import contract_onnx, prune_half, real_rows
+from tests.export.c_helpers import contract_onnx, prune_half, real_rows
 
 
 def exported(tmp_path, model, channels: int, **kw):

@@ -22,7 +22,7 @@ from cortexedge.runtime.backend_c import host_python
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
-from tests.export.test_c_support import contract_onnx, prune_half
+from tests.export.c_helpers import contract_onnx, prune_half
 
 ALLOWED = {"<stdint.h>", "<string.h>", '"decoder.h"'}
 

@@ -17,7 +17,7 @@ from cortexedge.runtime.backend_c import CLibrary
 from cortexedge.runtime.int_reference import IntDecoder, Requant, layer_norm, load_int_model
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder
-from tests.export.test_c_support import (
+from tests.export.c_helpers import (
     contract_onnx,
     prune_half,
     ptq,

@@ -12,7 +12,7 @@ from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import float_model, read_structure
 from cortexedge.runtime.backend_c import CLibrary
 from cortexedge.train.models.aegru import AEGRU
-from tests.export.test_c_support import prune_half, ptq, window_batches
+from tests.export.c_helpers import prune_half, ptq, window_batches
 
 pytestmark = pytest.mark.skipif(
     not build.sanitizers_available(),

@@ -19,7 +19,7 @@ from cortexedge.runtime.backends import BACKENDS
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder
-from tests.export.test_c_support import contract_onnx, ptq, window_batches
+from tests.export.c_helpers import contract_onnx, ptq, window_batches
 
 C = 10
 

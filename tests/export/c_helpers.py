@@ -1,4 +1,4 @@
-"""Shared helpers of the C-export tests (no tests here): small models, PTQ, contract graphs.
+"""Shared helpers of the C-export tests: small models, PTQ, contract graphs.
 
 `contract_onnx` writes a step graph stamped with the metadata contract without `to_onnx`'s
 torch-side verification (which streams a brevitas model for a minute): the C tests verify the
