@@ -122,6 +122,49 @@ def _row(name: str, man: dict, lat: dict, ort: dict, r2: float) -> dict:
     }  # fmt: skip
 
 
+def _window_builds(args, rec, x: np.ndarray, y: np.ndarray, float_ckpt, int_ckpt) -> dict:
+    """The float and the int8 pruned window-mode C builds: sizes, R² of the C outputs, latency."""
+    from cortexedge.export.c.generate import export_c
+    from cortexedge.metrics import r2_score
+
+    builds = {}
+    for name, ckpt, opts in (("float", float_ckpt, {}),
+                             ("int8 pruned", int_ckpt, {"max_count": args.max_count,
+                                                        "reference_bins": 10_000})):  # fmt: skip
+        out = args.work / f"c-{name.split()[0]}"
+        res = export_c(ckpt, out, recording=rec, verify_bins=10_000, qemu_bins=args.qemu_bins,
+                       **opts)  # fmt: skip
+        rows = np.minimum(x, args.max_count) if name != "float" else x
+        y_c, compute_us = _c_outputs(out, rows)
+        r2 = r2_score(y, y_c)
+        path = out / "decoder.onnx"
+        lat_rows = rows[: args.latency_bins]
+        builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
+                            _latency(path, "ort", lat_rows), float(r2))  # fmt: skip
+        builds[name]["c_compute_us_per_bin"] = compute_us
+    return builds
+
+
+def _stateful_builds(args, rec, x: np.ndarray, model, qat) -> dict:
+    """The same weights in a stateful-mode AEGRU (one GRU step per sample): sizes and latency."""
+    from cortexedge.export.c.generate import export_c
+
+    builds = {}
+    for name, source, quantized in (("float", model, False), ("int8 pruned", qat, True)):
+        out = args.work / f"c-{name.split()[0]}-stateful"
+        res = export_c(_stateful_model(source, x.shape[1], quantized), out, recording=rec,
+                       verify_bins=2000, qemu_bins=args.qemu_bins,
+                       **({"max_count": args.max_count} if quantized else {}))  # fmt: skip
+        rows = np.minimum(x, args.max_count) if quantized else x
+        path = out / "decoder.onnx"
+        name = f"{name} stateful (latency only)"
+        lat_rows = rows[: args.latency_bins]
+        builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
+                            _latency(path, "ort", lat_rows), None)  # fmt: skip
+        builds[name]["c_compute_us_per_bin"] = _c_outputs(out, rows)[1]
+    return builds
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -134,7 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-count", type=int, default=7)
     args = parser.parse_args(argv)
 
-    from cortexedge.export.c.generate import export_c
     from cortexedge.metrics import r2_score
     from cortexedge.train.data.synth import generate
 
@@ -151,33 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
         # the compressed model in torch (fake-quantized), on the inputs its C build sees
         clipped = torch.tensor(np.minimum(x, args.max_count))[None]
         r2_qat = r2_score(y, qat.eval().stream(clipped)[0].numpy())
-    builds = {}
-    for name, ckpt, opts in (("float", float_ckpt, {}),
-                             ("int8 pruned", int_ckpt, {"max_count": args.max_count,
-                                                        "reference_bins": 10_000})):  # fmt: skip
-        out = args.work / f"c-{name.split()[0]}"
-        res = export_c(ckpt, out, recording=rec, verify_bins=10_000, qemu_bins=args.qemu_bins,
-                       **opts)  # fmt: skip
-        rows = np.minimum(x, args.max_count) if name != "float" else x
-        y_c, compute_us = _c_outputs(out, rows)
-        r2 = r2_score(y, y_c)
-        path = out / "decoder.onnx"
-        lat_rows = rows[: args.latency_bins]
-        builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
-                            _latency(path, "ort", lat_rows), float(r2))  # fmt: skip
-        builds[name]["c_compute_us_per_bin"] = compute_us
-    for name, source, quantized in (("float", model, False), ("int8 pruned", qat, True)):
-        out = args.work / f"c-{name.split()[0]}-stateful"
-        res = export_c(_stateful_model(source, x.shape[1], quantized), out, recording=rec,
-                       verify_bins=2000, qemu_bins=args.qemu_bins,
-                       **({"max_count": args.max_count} if quantized else {}))  # fmt: skip
-        rows = np.minimum(x, args.max_count) if quantized else x
-        path = out / "decoder.onnx"
-        name = f"{name} stateful (latency only)"
-        lat_rows = rows[: args.latency_bins]
-        builds[name] = _row(name, res.manifest, _latency(path, "c", lat_rows),
-                            _latency(path, "ort", lat_rows), None)  # fmt: skip
-        builds[name]["c_compute_us_per_bin"] = _c_outputs(out, rows)[1]
+    builds = {**_window_builds(args, rec, x, y, float_ckpt, int_ckpt),
+              **_stateful_builds(args, rec, x, model, qat)}  # fmt: skip
     summary = {"recording": {"kind": "reaching", "channels": int(rec.x.shape[1]),
                              "test_bins": int(len(x))},
                "model": "AEGRU (window, 5 bins x 20 samples, hidden 32)",

@@ -139,108 +139,148 @@ def pareto(points: list[dict], keys: tuple[str, ...] = ("macs_effective",)) -> l
     return [p["name"] for p in points if not any(beats(q, p) for q in points)]
 
 
-def run_dataset(ds: Dataset, grid: Grid, args) -> dict:
-    """Train (or reload) the float AEGRU, compress it at every grid point, measure each one."""
-    from cortexedge.compress.recipe import Data, Recipe, compress, measure
-    from cortexedge.errors import CortexEdgeError
-    from cortexedge.train.ridge import fit_ridge
-    from cortexedge.train.specs import spec_for
+class _Run:
+    """One recording's grid: the float AEGRU, its context, and every compressed point."""
 
-    t0 = time.perf_counter()
-    rec = ds.load()
-    run = {"epochs": grid.epochs, "train_stride": ds.train_stride, "seed": args.seed}
-    model, config = float_aegru(
-        rec, args.work, patience=8, threads=args.threads, data=ds.data, **run
-    )
-    train_seconds = time.perf_counter() - t0
-    lags, bin_width = ds.ridge
-    ridge = fit_ridge(rec, lags=lags, bin_width=bin_width).metrics
-    ctx = Data(rec, "aegru", "regression", spec_for("aegru").data_for(model, ds.data))
-    common = {"lr": args.lr, "qat_lr": args.lr, "seed": args.seed, "qat_epochs": grid.qat}
-    fit_kw = {"family": "aegru", "data": ds.data, "train_stride": ds.train_stride}
+    def __init__(self, ds: Dataset, grid: Grid, args) -> None:
+        from cortexedge.compress.recipe import Data
+        from cortexedge.train.specs import spec_for
 
-    def compressed(name: str, group: str, base, recipe: Recipe, **held) -> tuple[dict, object]:
+        self.t0 = time.perf_counter()
+        self.ds, self.grid, self.args = ds, grid, args
+        self.rec = ds.load()
+        self.run = {"epochs": grid.epochs, "train_stride": ds.train_stride, "seed": args.seed}
+        self.model, self.config = float_aegru(
+            self.rec, args.work, patience=8, threads=args.threads, data=ds.data, **self.run
+        )
+        self.train_seconds = time.perf_counter() - self.t0
+        self.ctx = Data(
+            self.rec, "aegru", "regression", spec_for("aegru").data_for(self.model, ds.data)
+        )
+        self.common = {"lr": args.lr, "qat_lr": args.lr, "seed": args.seed, "qat_epochs": grid.qat}
+        self.fit_kw = {"family": "aegru", "data": ds.data, "train_stride": ds.train_stride}
+        self.points: list[dict] = []
+        self.pruned: dict[str, tuple[dict, object]] = {}
+        self.refused: list[dict] = []
+
+    def compressed(self, name: str, group: str, base, recipe, **held) -> tuple[dict, object]:
         """Compress `base`; `held`: knobs of a base that was itself compressed (its sparsity)."""
+        from cortexedge.compress.recipe import compress
+
         t = time.perf_counter()
-        res = compress(base, rec, recipe, threads=args.threads, **fit_kw)
+        res = compress(base, self.rec, recipe, threads=self.args.threads, **self.fit_kw)
         knobs = {k: getattr(recipe, k) for k in ("structured", "sparsity", "bits")} | held
-        point = _point(name, group, res.model, res.stages[-1], ctx, knobs, time.perf_counter() - t)
+        seconds = time.perf_counter() - t
+        point = _point(name, group, res.model, res.stages[-1], self.ctx, knobs, seconds)
         print(f"  {name:22s} R² {point['r2']:.4f}  eff MACs {point['macs_effective']:8.0f}  "
               f"bytes {point['bytes']:6d}  {point['seconds']:5.1f} s", flush=True)  # fmt: skip
         return point, res
 
-    inference = model.inference_module().eval()
-    points = [_point("float", "float", inference, measure(inference, "float", ctx), ctx, {}, 0.0)]
-    t = time.perf_counter()
-    tuned = float_finetuned(
-        model, rec, epochs=grid.finetune, lr=args.lr, seed=args.seed,
-        train_stride=ds.train_stride, threads=args.threads, data=ds.data,
-    )  # fmt: skip
-    points.append({**points[0], "name": "float fine-tuned", "r2": tuned["test"]["r2"],
-                   "val_r2": tuned["val"]["r2"], "finetune_epochs": grid.finetune,
-                   "seconds": round(time.perf_counter() - t, 1)})  # fmt: skip
-    pruned, refused = {}, []
-    for scope in grid.scopes:
-        for s in grid.sparsity:
-            recipe = Recipe(sparsity=s, scope=scope, finetune_epochs=grid.finetune, **common)
-            try:
-                point, res = compressed(f"{scope} L1 {s:.0%}", f"{scope} L1", model, recipe)
-            except CortexEdgeError as e:
-                refused.append({"name": f"{scope} L1 {s:.0%}", "reason": str(e)})
-                print(f"  {scope} L1 {s:.0%}: refused: {e}", flush=True)
-                continue
-            point["recipe"]["scope"] = scope
-            points.append(point)
-            pruned[point["name"]] = (point, res.model)
-    for s in grid.structured:
-        recipe = Recipe(structured=s, finetune_epochs=grid.finetune, **common)
-        points.append(compressed(f"structured {s:.0%}", "structured", model, recipe)[0])
-    floor = points[1]["val_r2"] - R2_TOLERANCE
-    candidates = [p for p, _ in pruned.values()]
-    good = [p for p in candidates if p["val_r2"] >= floor]
-    if good:
-        chosen = max(good, key=lambda p: (p["recipe"]["sparsity"], p["val_r2"]))
-    else:
-        chosen = max(candidates, key=lambda p: p["val_r2"])
-    held = {k: chosen["recipe"][k] for k in ("sparsity", "scope")}
-    for bits in grid.bits:
-        recipe = Recipe(bits=bits, finetune_epochs=grid.qat, **common)
-        points.append(compressed(f"W{bits}A8", "quantized", model, recipe)[0])
-        base = pruned[chosen["name"]][1]
-        name = f"{chosen['name']} + W{bits}A8"
-        points.append(compressed(name, "pruned+quantized", base, recipe, **held)[0])
-    front = pareto(points)
-    front3 = pareto(points, ("macs_effective", "bytes"))
-    for p in points:
+    def float_points(self) -> None:
+        """The float model, and the float model fine-tuned like the compressed ones."""
+        from cortexedge.compress.recipe import measure
+
+        inference = self.model.inference_module().eval()
+        measured = measure(inference, "float", self.ctx)
+        self.points.append(_point("float", "float", inference, measured, self.ctx, {}, 0.0))
+        t, ds, grid = time.perf_counter(), self.ds, self.grid
+        tuned = float_finetuned(
+            self.model, self.rec, epochs=grid.finetune, lr=self.args.lr, seed=self.args.seed,
+            train_stride=ds.train_stride, threads=self.args.threads, data=ds.data,
+        )  # fmt: skip
+        self.points.append({**self.points[0], "name": "float fine-tuned",
+                            "r2": tuned["test"]["r2"], "val_r2": tuned["val"]["r2"],
+                            "finetune_epochs": grid.finetune,
+                            "seconds": round(time.perf_counter() - t, 1)})  # fmt: skip
+
+    def pruning(self) -> None:
+        """Magnitude pruning at every scope and sparsity (refusals listed), then structured."""
+        from cortexedge.compress.recipe import Recipe
+        from cortexedge.errors import CortexEdgeError
+
+        for scope in self.grid.scopes:
+            for s in self.grid.sparsity:
+                name = f"{scope} L1 {s:.0%}"
+                recipe = Recipe(sparsity=s, scope=scope, finetune_epochs=self.grid.finetune,
+                                **self.common)  # fmt: skip
+                try:
+                    point, res = self.compressed(name, f"{scope} L1", self.model, recipe)
+                except CortexEdgeError as e:
+                    self.refused.append({"name": name, "reason": str(e)})
+                    print(f"  {name}: refused: {e}", flush=True)
+                    continue
+                point["recipe"]["scope"] = scope
+                self.points.append(point)
+                self.pruned[point["name"]] = (point, res.model)
+        for s in self.grid.structured:
+            recipe = Recipe(structured=s, finetune_epochs=self.grid.finetune, **self.common)
+            self.points.append(self.compressed(f"structured {s:.0%}", "structured", self.model,
+                                               recipe)[0])  # fmt: skip
+
+    def chosen_pruned(self) -> tuple[dict, bool]:
+        """The sparsest pruned point within R2_TOLERANCE of the fine-tuned float model on
+        validation (else the best on validation), and whether one met the rule."""
+        floor = self.points[1]["val_r2"] - R2_TOLERANCE
+        candidates = [p for p, _ in self.pruned.values()]
+        good = [p for p in candidates if p["val_r2"] >= floor]
+        if good:
+            return max(good, key=lambda p: (p["recipe"]["sparsity"], p["val_r2"])), True
+        return max(candidates, key=lambda p: p["val_r2"]), False
+
+    def quantized(self, chosen: dict) -> dict:
+        """QAT at every bit width on the float model and on the chosen pruned one."""
+        from cortexedge.compress.recipe import Recipe
+
+        held = {k: chosen["recipe"][k] for k in ("sparsity", "scope")}
+        for bits in self.grid.bits:
+            recipe = Recipe(bits=bits, finetune_epochs=self.grid.qat, **self.common)
+            self.points.append(self.compressed(f"W{bits}A8", "quantized", self.model, recipe)[0])
+            base = self.pruned[chosen["name"]][1]
+            name = f"{chosen['name']} + W{bits}A8"
+            self.points.append(self.compressed(name, "pruned+quantized", base, recipe, **held)[0])
+        return held
+
+
+def run_dataset(ds: Dataset, grid: Grid, args) -> dict:
+    """Train (or reload) the float AEGRU, compress it at every grid point, measure each one."""
+    from cortexedge.train.ridge import fit_ridge
+
+    r = _Run(ds, grid, args)
+    lags, bin_width = ds.ridge
+    ridge = fit_ridge(r.rec, lags=lags, bin_width=bin_width).metrics
+    r.float_points()
+    r.pruning()
+    chosen, met = r.chosen_pruned()
+    held = r.quantized(chosen)
+    front = pareto(r.points)
+    front3 = pareto(r.points, ("macs_effective", "bytes"))
+    for p in r.points:
         p["pareto"], p["pareto_bytes"] = p["name"] in front, p["name"] in front3
+    rule = (
+        f"sparsest with val R² >= float fine-tuned val R² - {R2_TOLERANCE} (else the best val R²)"
+    )
     return {
-        "recording": rec.summary(),
-        "refused": refused,
+        "recording": r.rec.summary(),
+        "refused": r.refused,
         "macs_unit": ds.macs_unit,
         "data": ds.data,
         "float_train": {
-            **run,
+            **r.run,
             "patience": 8,
-            "best_epoch": config.get("best_epoch"),
-            "seconds": round(train_seconds, 1),
-        },
+            "best_epoch": r.config.get("best_epoch"),
+            "seconds": round(r.train_seconds, 1),
+        },  # fmt: skip
         "ridge": {
             "lags": lags,
             "bin_width": bin_width,
             "test_r2": ridge["test"]["r2"],
             "val_r2": ridge["val"]["r2"],
-        },
-        "pruned_point": {
-            "name": chosen["name"],
-            **held,
-            "met": bool(good),
-            "rule": f"sparsest with val R² >= float fine-tuned val R² - "
-            f"{R2_TOLERANCE} (else the best val R²)",
-        },
-        "points": points,
+        },  # fmt: skip
+        "pruned_point": {"name": chosen["name"], **held, "met": met, "rule": rule},
+        "points": r.points,
         "pareto": front,
         "pareto_with_bytes": front3,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(time.perf_counter() - r.t0, 1),
     }
 
 

@@ -77,7 +77,7 @@ def _targets(runs: dict, model, tuned_r2: float) -> list[dict]:
     return [{"target": t, "value": v, "goal": g, "met": bool(ok)} for t, v, g, ok in rows]
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30, help="float training epochs")
     parser.add_argument("--train-stride", type=int, default=2)
@@ -89,18 +89,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default="/tmp/cortexedge-bench", help="float model cache")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _run_recipes(model, rec, args) -> tuple[dict, dict]:
+    """Every recipe of `_recipes` from the float model: stages and seconds per recipe."""
     from cortexedge.compress.recipe import compress
-    from cortexedge.train.checkpoint import write_json
-    from cortexedge.train.data.synth import default_recording
 
-    t0 = time.perf_counter()
-    rec = default_recording()
-    model, config = float_aegru(
-        rec, args.work, epochs=args.epochs, train_stride=args.train_stride, seed=args.seed,
-        threads=args.threads,
-    )  # fmt: skip
     runs, seconds = {}, {}
     for name, recipe in _recipes(args).items():
         t = time.perf_counter()
@@ -116,6 +111,22 @@ def main(argv: list[str] | None = None) -> dict:
                   f"eff={s['macs_effective']:8.0f} params={s['params']:6d} "
                   f"sparsity={s['sparsity']:.3f} bytes={s['bytes']:6d} "
                   f"finetune={[r['epochs'] for r in s['finetune']]} ({tuned:.0f} s)")  # fmt: skip
+    return runs, seconds
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _args(argv)
+
+    from cortexedge.train.checkpoint import write_json
+    from cortexedge.train.data.synth import default_recording
+
+    t0 = time.perf_counter()
+    rec = default_recording()
+    model, config = float_aegru(
+        rec, args.work, epochs=args.epochs, train_stride=args.train_stride, seed=args.seed,
+        threads=args.threads,
+    )  # fmt: skip
+    runs, seconds = _run_recipes(model, rec, args)
     tuned_r2 = float_finetuned(
         model, rec, epochs=args.finetune_epochs, lr=args.lr, seed=args.seed,
         train_stride=args.train_stride, threads=args.threads,

@@ -94,22 +94,11 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
     done("compress")
 
     stage("export")
-    models = {"float": trained.model, "pruned": comp.pruned, "quantized": comp.model}
-    exports = {}
-    for name, model in models.items():
-        with console.status(f"exporting {name}.onnx and verifying it against torch"):
-            exports[name] = _export(out, name, model, rec)
-    with console.status("generating, building and verifying the integer C decoder"):
-        c_build = _export_c(out, comp.model, rec)
+    exports, c_build = _export_all(out, console, rec, trained.model, comp)
     done("export")
 
     stage("stream")
-    decoders = {name: out / f"{name}.onnx" for name in MODELS}
-    decoders["quantized"] = out / "c" / "decoder.onnx"  # the same graph, next to its C build
-    runs = {}
-    for name, path in decoders.items():
-        with console.status(f"streaming {cfg.profile_bins:,} test bins through {name}"):
-            runs[name] = _profile(out, path, cfg)
+    runs = _stream_all(out, console, cfg)
     done("stream")
 
     rows = _rows(comp.stages, exports, runs, rec.bin_ms)
@@ -128,6 +117,29 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     _print_table(console, summary)
     return summary
+
+
+def _export_all(out: Path, console, rec, float_model, comp) -> tuple[dict, dict]:
+    """The three ONNX files (each verified against torch) and the integer C build."""
+    models = {"float": float_model, "pruned": comp.pruned, "quantized": comp.model}
+    exports = {}
+    for name, model in models.items():
+        with console.status(f"exporting {name}.onnx and verifying it against torch"):
+            exports[name] = _export(out, name, model, rec)
+    with console.status("generating, building and verifying the integer C decoder"):
+        c_build = _export_c(out, comp.model, rec)
+    return exports, c_build
+
+
+def _stream_all(out: Path, console, cfg: DemoSettings) -> dict:
+    """Profile every exported decoder over the test bins (the quantized one on its C build)."""
+    decoders = {name: out / f"{name}.onnx" for name in MODELS}
+    decoders["quantized"] = out / "c" / "decoder.onnx"  # the same graph, next to its C build
+    runs = {}
+    for name, path in decoders.items():
+        with console.status(f"streaming {cfg.profile_bins:,} test bins through {name}"):
+            runs[name] = _profile(out, path, cfg)
+    return runs
 
 
 def _recording(out: Path, cfg: DemoSettings, seed: int):
