@@ -52,7 +52,8 @@ QUICK = DemoSettings(
 BACKENDS = ("ort", "numpy", "c")  # "c" where a C build exists (the quantized model)
 MODELS = ("float", "pruned", "quantized")
 # the published AEGRU point (anchors.md §1): mean R² 0.698, 25,316 effective MACs per 4 ms
-PUBLISHED = {"r2": 0.698, "macs_effective": 25316, "label": "AEGRU (published, real data)"}
+PUBLISHED = {"r2": 0.698, "macs_effective": 25316, "label": "published AEGRU",
+             "source": "NeuroBench primate reaching, not this synthetic recording"}  # fmt: skip
 
 
 def _prepare_out(out: Path) -> Path:
@@ -113,7 +114,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, console=None) -> 
         "seconds": {**timings, "total": round(time.perf_counter() - t0, 2)},
         "out": str(out),
     }
-    _plots(out, trained.history, comp.stages, ridge.metrics["test"]["r2"], runs["quantized"])
+    _plots(out, trained, comp.stages, ridge.metrics["test"]["r2"], runs["quantized"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     _print_table(console, summary)
     return summary
@@ -240,11 +241,11 @@ def _rows(stages: list[dict], exports: dict, runs: dict, bin_ms: float) -> list[
     return rows
 
 
-def _plots(out: Path, history: list[dict], stages: list[dict], ridge_r2: float, run) -> None:
+def _plots(out: Path, trained, stages: list[dict], ridge_r2: float, run) -> None:
     from cortexedge.cli.demo_plots import learning_curve, r2_vs_macs
     from cortexedge.runtime.report import save_plot
 
-    learning_curve(history, out / "learning_curve.png")
+    learning_curve(trained.history, trained.best_epoch, out / "learning_curve.png")
     r2_vs_macs(stages, ridge_r2, PUBLISHED, out / "r2_vs_macs.png")
     save_plot(run, out / "stream_quantized.png")
 
