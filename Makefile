@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/cortexedge demo
+	@echo "To use the CLI yourself: source $(VENV)/bin/activate, then cortexedge --help (or call $(VENV)/bin/cortexedge)."
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -44,12 +44,45 @@ def _env() -> dict:
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
 
 
+def _activation() -> str:
+    """The README's own instruction for reaching the CLI (a `source ...` line)."""
+    lines = [line.strip() for body in _blocks("bash") for line in body.splitlines()]
+    return next(line for line in lines if line.startswith("source "))
+
+
+def _fresh_shell_env() -> dict:
+    """A new user's shell: no virtual environment active, the venv's bin not on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin]
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    return {**env, "PATH": os.pathsep.join(path)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(_commands())))
 def test_readme_command_runs(index, scratch):
+    """Each CLI line as a new user runs it: a fresh shell, the README's activation line run in
+    the repository, then the command in the scratch folder."""
     cmd = _commands()[index]
-    r = subprocess.run(shlex.split(cmd), cwd=scratch, capture_output=True, text=True, env=_env())
+    script = (
+        f"cd {shlex.quote(str(REPO))} && {_activation()} && cd {shlex.quote(str(scratch))} && {cmd}"
+    )
+    r = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=_fresh_shell_env()
+    )
     assert r.returncode == 0, f"{cmd}\n{r.stderr[-2000:]}"
+
+
+def test_only_the_activation_line_puts_the_cli_on_path(tmp_path):
+    """The fresh shell really lacks the venv's CLI, so the command test relies on the README."""
+    venv_cli = str(Path(sys.executable).parent / "cortexedge")
+    found = {}
+    for label, script in (("fresh", ""), ("activated", f"{_activation()} && ")):
+        line = f"cd {shlex.quote(str(REPO))} && {script}command -v cortexedge"
+        r = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                           env=_fresh_shell_env())  # fmt: skip
+        found[label] = r.stdout.strip()
+    assert found["fresh"] != venv_cli and found["activated"] == venv_cli
 
 
 @pytest.mark.slow
