@@ -254,4 +254,5 @@ class Recording:
             "segments": int(len(np.unique(self.segment))),
             "split": {k: int(len(v)) for k, v in self.split.items()},
             "source": self.meta.get("source"),
+            **({"read": self.meta["read"]} if "read" in self.meta else {}),
         }

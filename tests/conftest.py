@@ -9,6 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "real"
 REAL_REACHING = REAL_DATA / "imperial_reaching_20ms.npz"
+REAL_S1_MAT = REAL_DATA / "s1_reaching_v5.mat"
 
 
 @pytest.fixture
@@ -17,3 +18,11 @@ def real_reaching_path() -> Path:
     if not REAL_REACHING.is_file():
         pytest.skip(f"real recording absent: {REAL_REACHING} (only on project machines)")
     return REAL_REACHING
+
+
+@pytest.fixture
+def real_s1_mat_path() -> Path:
+    """Path to the real 50 ms MATLAB v5 recording; skips the test when ../shared is absent."""
+    if not REAL_S1_MAT.is_file():
+        pytest.skip(f"real recording absent: {REAL_S1_MAT} (only on project machines)")
+    return REAL_S1_MAT

@@ -68,14 +68,48 @@ def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float 
     metavar="KEY=VALUE",
     help="Reader option, repeatable (e.g. bin_width=0.028, behaviour=hand_vel).",
 )
-def convert(file: Path, out: Path, fmt: str, options: tuple[str, ...]) -> None:
-    """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB) to a recording."""
+@click.option(
+    "--x", "x_key", metavar="KEY", help="Array of neural input (any file: .mat, .npz, .h5)."
+)
+@click.option("--y", "y_key", metavar="KEY", help="Array of continuous targets (with --x).")
+@click.option("--bin-ms", type=float, default=None, help="Bin width in ms (with --x).")
+@click.option("--test-x", metavar="KEY", help="Array of test input; x is then train + val.")
+@click.option("--test-y", metavar="KEY", help="Array of test targets (with --test-x).")
+@click.option(
+    "--split",
+    default=None,
+    metavar="time:TRAIN,VAL,TEST",
+    help="Contiguous time split (with --x) [default: time:0.7,0.15,0.15].",
+)
+@click.option("--trials", metavar="KEY", help="Array of trial ids: split by whole trials.")
+@click.option("--continuous", is_flag=True, help="x is continuous (rates, ΔF/F), not counts.")
+def convert(file: Path, out: Path, fmt: str, options: tuple[str, ...], **named) -> None:
+    """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB, or any
+    .mat/.npz/HDF5 file with its arrays named by --x and --y) to a recording."""
     _check_out(out)
+    if out.resolve() == file.resolve():
+        raise CortexEdgeError(f"--out {out} is the input file; choose another path")
     from cortexedge.train.data.readers import read
 
-    rec = read(file, fmt=fmt, **_parse_options(options))
+    kwargs = _parse_options(options) | _named_arrays(named)
+    if "x" in kwargs and fmt == "auto":
+        fmt = "arrays"
+    rec = read(file, fmt=fmt, **kwargs)
     rec.save(out)
+    click.echo(f"read {file}: {json.dumps(rec.meta.get('read') or rec.meta.get('source'))}")
     click.echo(f"wrote {out}: {json.dumps(rec.summary())}")
+
+
+def _named_arrays(named: dict) -> dict:
+    """The --x/--y family of options as the arrays reader's keywords (only those given)."""
+    keys = {"x_key": "x", "y_key": "y", "bin_ms": "bin_ms", "test_x": "test_x",
+            "test_y": "test_y", "split": "split", "trials": "trials"}  # fmt: skip
+    out = {keys[k]: v for k, v in named.items() if k in keys and v is not None}
+    if named.get("continuous"):
+        out["continuous"] = True
+    if out and not {"x", "y"} <= set(out):
+        raise CortexEdgeError("--x and --y name the input and target arrays; give both")
+    return out
 
 
 @data.command()

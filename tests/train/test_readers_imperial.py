@@ -118,10 +118,12 @@ def test_truncated_and_corrupted(tmp_path: Path) -> None:
     path = save(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RecordingError, match=r"reach\.npz: not a readable \.npz or HDF5 file"):
+    with pytest.raises(
+        RecordingError, match=r"reach\.npz: not a readable \.npz, HDF5 or MATLAB file"
+    ):
         read(path, fmt="imperial")
     path.write_bytes(np.random.default_rng(1).bytes(2000))
-    with pytest.raises(RecordingError, match=r"not a readable \.npz or HDF5 file"):
+    with pytest.raises(RecordingError, match=r"not a readable \.npz, HDF5 or MATLAB file"):
         read(path)
 
 

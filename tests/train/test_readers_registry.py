@@ -20,7 +20,7 @@ def calcium_file(tmp_path: Path) -> Path:
 
 
 def test_registry_lists_every_reader_in_detection_order() -> None:
-    assert list(READERS) == ["neurobench", "nwb", "imperial", "calcium", "widefield"]
+    assert list(READERS) == ["neurobench", "nwb", "imperial", "calcium", "widefield", "arrays"]
     for name, reader in READERS.items():
         assert isinstance(reader, Reader) and reader.name == name
         assert reader.description and callable(reader.detect) and callable(reader.read)
@@ -66,7 +66,9 @@ def test_unrecognised_and_unreadable_files(tmp_path: Path) -> None:
         read(other)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(RecordingError, match=r"junk\.npz: not a readable \.npz or HDF5 file"):
+    with pytest.raises(
+        RecordingError, match=r"junk\.npz: not a readable \.npz, HDF5 or MATLAB file"
+    ):
         read(junk)
 
 

@@ -1,8 +1,10 @@
-"""Open the two containers recordings arrive in, `.npz` and HDF5, with one clear error each.
+"""Open the containers recordings arrive in, `.npz`, HDF5 (MATLAB v7.3 included) and MATLAB
+v5 `.mat`, with one clear error each.
 
 Readers ask for arrays by name; a corrupted or truncated file, a missing array or an array of
-pickled Python objects becomes a `RecordingError` naming the file kind or the array, never a
-traceback from zipfile or h5py. Nothing here is format-specific.
+pickled Python objects (or a MATLAB struct or cell) becomes a `RecordingError` naming the file
+kind or the array, never a traceback from zipfile, h5py or scipy. Nothing here is
+format-specific. scipy is imported only to read a MATLAB v5 file.
 """
 
 from __future__ import annotations
@@ -15,16 +17,42 @@ import numpy as np
 
 from cortexedge.errors import RecordingError
 
-UNREADABLE = "not a readable .npz or HDF5 file (corrupted or truncated?)"
+UNREADABLE = "not a readable .npz, HDF5 or MATLAB file (corrupted or truncated?)"
+MAT5_MAGIC = b"MATLAB 5.0 MAT-file"  # the text header of MATLAB v5 to v7.2 files
 
 
 def container_kind(path: Path) -> str:
-    """ "hdf5" or "npz" from the file's own bytes (not its name); raises if it is neither."""
+    """ "hdf5", "npz" or "mat5" from the file's own bytes (not its name); raises if none."""
     if h5py.is_hdf5(path):
         return "hdf5"
     if zipfile.is_zipfile(path):
         return "npz"
+    with open(path, "rb") as f:
+        if f.read(len(MAT5_MAGIC)) == MAT5_MAGIC:
+            return "mat5"
     raise RecordingError(UNREADABLE)
+
+
+def _mat5_names(path: Path) -> set[str]:
+    from scipy.io import whosmat
+
+    try:
+        return {name for name, _, _ in whosmat(path)}
+    except Exception as e:  # scipy raises ValueError, TypeError, OSError... per corruption
+        raise RecordingError(f"{UNREADABLE}: {type(e).__name__}: {e}") from None
+
+
+def _mat5_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    from scipy.io import loadmat
+
+    try:
+        arrays = loadmat(path, variable_names=names, mat_dtype=False)
+    except Exception as e:  # as above
+        raise RecordingError(f"{UNREADABLE}: {type(e).__name__}: {e}") from None
+    for name in names:
+        if arrays[name].dtype == object or arrays[name].dtype.names:
+            raise RecordingError(f"{name}: a MATLAB struct or cell array, not a numeric array")
+    return {name: arrays[name] for name in names}
 
 
 def open_hdf5(path: Path) -> h5py.File:
@@ -36,8 +64,11 @@ def open_hdf5(path: Path) -> h5py.File:
 
 
 def array_names(path: Path) -> set[str]:
-    """Names of the arrays in an `.npz`, or of the root members of an HDF5 file."""
-    if container_kind(path) == "hdf5":
+    """Names of the arrays in an `.npz` or a MATLAB v5 file, or the root members of an HDF5 file."""
+    kind = container_kind(path)
+    if kind == "mat5":
+        return _mat5_names(path)
+    if kind == "hdf5":
         with open_hdf5(path) as f:
             return set(f.keys())
     try:
@@ -61,6 +92,10 @@ def load_arrays(
 ) -> dict[str, np.ndarray]:
     """Read the named arrays (all of `required`, those of `optional` present) into memory."""
     kind = container_kind(path)
+    if kind == "mat5":
+        names = _mat5_names(path)
+        _require(names, required)
+        return _mat5_arrays(path, [n for n in (*required, *optional) if n in names])
     try:
         if kind == "hdf5":
             with open_hdf5(path) as f:
@@ -71,12 +106,16 @@ def load_arrays(
         raise RecordingError(f"{UNREADABLE}: {e}") from None
 
 
-def _pick(names: set[str], required, optional, get) -> dict[str, np.ndarray]:
+def _require(names: set[str], required) -> None:
     missing = [n for n in required if n not in names]
     if missing:
         raise RecordingError(
             f"missing array(s) {missing}; found {sorted(names)} (wrong format or schema?)"
         )
+
+
+def _pick(names: set[str], required, optional, get) -> dict[str, np.ndarray]:
+    _require(names, required)
     out = {}
     for name in (*required, *(n for n in optional if n in names)):
         try:

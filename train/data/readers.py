@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cortexedge.errors import RecordingError
 from cortexedge.recording import Recording
-from cortexedge.train.data import imaging, imperial, neurobench, nwb
+from cortexedge.train.data import arrays, imaging, imperial, neurobench, nwb
 from cortexedge.train.data.containers import array_names
 
 
@@ -60,6 +60,12 @@ READERS: dict[str, Reader] = {
             imaging.detect_widefield,
             imaging.read_widefield,
         ),
+        Reader(
+            "arrays",
+            "any .mat (v5, v7.3), .npz or HDF5 by array name: x=KEY y=KEY [bin_ms, split, ...]",
+            arrays.detect,
+            arrays.read,
+        ),
     )
 }
 
@@ -99,5 +105,5 @@ def _detect(path: Path) -> Reader:
             return reader
     raise RecordingError(
         f"no reader recognises this file (top-level names {sorted(names)[:12]}); "
-        f"known formats: {list(READERS)}"
+        f"known formats: {list(READERS)}; name its arrays with --x KEY --y KEY"
     )
