@@ -206,29 +206,13 @@ class Recording:
         path = Path(path)
         if not path.is_file():
             raise RecordingError(f"recording not found: {path}")
+        data = _read_npz(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise RecordingError(f"{path}: not a readable .npz recording ({e})") from None
-        for key in ("format_version", "x", "bin_ms", "segment", "header"):
-            if key not in data:
-                raise RecordingError(f"{path}: missing field '{key}' (not a cortexedge recording?)")
-        version = int(data["format_version"])
-        if version > FORMAT_VERSION:
-            raise RecordingError(
-                f"{path}: format version {version} is newer than this cortexedge "
-                f"({FORMAT_VERSION}); upgrade cortexedge"
-            )
-        try:
-            header = json.loads(str(data["header"]))
-        except json.JSONDecodeError as e:
-            raise RecordingError(f"{path}: header is not valid JSON ({e})") from None
-        split = {name: data[f"split_{name}"] for name in SPLITS if f"split_{name}" in data}
-        try:
+            version, bin_ms, header = _check_fields(data)
+            split = {name: data[f"split_{name}"] for name in SPLITS if f"split_{name}" in data}
             return cls(
                 x=data["x"],
-                bin_ms=float(data["bin_ms"]),
+                bin_ms=bin_ms,
                 modality=header.get("modality", "spikes"),
                 y=data.get("y"),
                 labels=data.get("labels"),
@@ -256,3 +240,59 @@ class Recording:
             "source": self.meta.get("source"),
             **({"read": self.meta["read"]} if "read" in self.meta else {}),
         }
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` (no pickles), or one clear error for anything else."""
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise RecordingError(f"{path}: a single .npy array, not an .npz recording")
+        with z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise RecordingError(f"{path}: not a readable .npz recording ({e})") from None
+
+
+def _scalar(data: dict, key: str, kind: type) -> float | int:
+    value = data[key]
+    if value.shape != () or not np.issubdtype(value.dtype, np.number) or value.dtype == bool:
+        raise RecordingError(f"{key}: expected one number, got {value.dtype} {value.shape}")
+    if kind is int and float(value) != int(value):
+        raise RecordingError(f"{key}: expected a whole number, got {value}")
+    return kind(value)
+
+
+_HEADER_LISTS = ("channel_names", "target_names", "label_names")
+
+
+def _check_fields(data: dict) -> tuple[int, float, dict]:
+    """(format version, bin_ms, header) with every field's type checked."""
+    for key in ("format_version", "x", "bin_ms", "segment", "header"):
+        if key not in data:
+            raise RecordingError(f"missing field '{key}' (not a cortexedge recording?)")
+    version = _scalar(data, "format_version", int)
+    if version > FORMAT_VERSION:
+        raise RecordingError(
+            f"format version {version} is newer than this cortexedge ({FORMAT_VERSION}); "
+            "upgrade cortexedge"
+        )
+    if data["header"].shape != () or data["header"].dtype.kind != "U":
+        raise RecordingError("header: expected one JSON string")
+    try:
+        header = json.loads(str(data["header"]))
+    except json.JSONDecodeError as e:
+        raise RecordingError(f"header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise RecordingError(f"header: expected a JSON object, got {type(header).__name__}")
+    for key in _HEADER_LISTS:
+        names = header.get(key)
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+        ):
+            raise RecordingError(f"header.{key}: expected a list of strings, got {names!r:.60}")
+    if not isinstance(header.get("modality", "spikes"), str):
+        raise RecordingError("header.modality: expected a string")
+    if not isinstance(header.get("meta") or {}, dict):
+        raise RecordingError("header.meta: expected a JSON object")
+    return version, float(_scalar(data, "bin_ms", float)), header

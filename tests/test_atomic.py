@@ -29,3 +29,19 @@ def test_failure_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+
+
+def test_the_file_and_its_folder_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    """fsync of the temporary file, then the rename, then fsync of the folder (SQLite's order)."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
+    write_atomic(tmp_path / "a.bin", b"data")
+    assert events == ["file", "rename", "dir"]
+    assert (tmp_path / "a.bin").read_bytes() == b"data"

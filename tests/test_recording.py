@@ -121,3 +121,44 @@ def test_save_into_missing_folder_leaves_nothing(tmp_path):
     with pytest.raises(RecordingError, match="output folder does not exist"):
         _rec().save(tmp_path / "missing" / "r.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def _tampered(tmp_path, **changes) -> str:
+    """Save a clean recording, replace fields (None deletes one), load it; the error text."""
+    path = _rec().save(tmp_path / "r.npz")
+    with np.load(path) as z:
+        data = dict(z)
+    for key, value in changes.items():
+        data[key] = np.asarray(value)
+    np.savez(tmp_path / "t.npz", **data)
+    with pytest.raises(RecordingError) as err:
+        Recording.load(tmp_path / "t.npz")
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"bin_ms": "4"}, "bin_ms: expected one number"),
+        ({"bin_ms": [4.0, 4.0]}, "bin_ms: expected one number"),
+        ({"bin_ms": True}, "bin_ms: expected one number"),
+        ({"format_version": "abc"}, "format_version: expected one number"),
+        ({"format_version": 0.5}, "format_version: expected a whole number"),
+        ({"header": "[1, 2]"}, "header: expected a JSON object"),
+        ({"header": "null"}, "header: expected a JSON object"),
+        ({"header": ["{}", "{}"]}, "header: expected one JSON string"),
+        ({"header": '{"channel_names": 5}'}, "header.channel_names: expected a list of strings"),
+        ({"header": '{"meta": [1]}'}, "header.meta: expected a JSON object"),
+        ({"header": '{"modality": 3}'}, "header.modality: expected a string"),
+    ],
+)
+def test_tampered_fields_are_one_clear_error(tmp_path, changes, message):
+    text = _tampered(tmp_path, **changes)
+    assert "t.npz: " in text and message in text and "\n" not in text
+
+
+def test_npy_named_npz_is_refused(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(RecordingError, match=r"a\.npz: a single \.npy array, not an \.npz"):
+        Recording.load(tmp_path / "a.npz")
