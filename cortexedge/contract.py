@@ -309,6 +309,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "graph_sha256": _sha,
 }
 _RAW = ("toolkit_version", "model_family", "graph_sha256")
+_SEAL_NAME = "contract_sha256"  # the seal over graph and contract (see `write_props`)
 
 
 def _jsonable(v: Any) -> Any:
@@ -350,7 +351,7 @@ def from_props(props: dict[str, str]) -> DecoderMetadata:
                 f"supports ({FORMAT_VERSION}); upgrade cortexedge"
             )
     extra = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
-    extra = {k: _json_or_text(v) for k, v in extra.items() if k not in _PARSERS}
+    extra = {k: _json_or_text(v) for k, v in extra.items() if k not in (*_PARSERS, _SEAL_NAME)}
     return DecoderMetadata(**values, extra=extra)
 
 
@@ -378,6 +379,51 @@ def graph_sha256(model: Any) -> str:
     return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
+SEAL = PREFIX + _SEAL_NAME
+
+
+def _seal_of(model: Any) -> str:
+    """sha256 over the graph and every `cortexedge.*` prop but the seal itself."""
+    props = sorted((p.key, p.value) for p in model.metadata_props
+                   if p.key.startswith(PREFIX) and p.key != SEAL)  # fmt: skip
+    h = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    h.update(b"\0" + json.dumps(props, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def write_props(model: Any, props: dict[str, str]) -> None:
+    """Replace the model's `cortexedge.*` props by `props` (others kept) and seal them: the
+    seal covers the graph and the whole contract, so no metadata edit goes unnoticed."""
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    for key, value in kept + sorted(props.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SEAL, _seal_of(model)
+
+
+def check_seal(model: Any) -> dict[str, str]:
+    """The model's props (key -> value) after checking that no key is repeated and that the
+    seal matches the graph and the contract; ContractError otherwise."""
+    keys = [p.key for p in model.metadata_props]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ContractError(f"metadata key(s) {repeated} appear more than once (file edited?)")
+    props = {p.key: p.value for p in model.metadata_props}
+    if not any(k.startswith(PREFIX) for k in props):
+        raise ContractError("no cortexedge metadata in this file (not exported by cortexedge?)")
+    if SEAL not in props:
+        raise ContractError(f"metadata key '{SEAL}' is missing (exported by an older cortexedge? "
+                            "export it again)")  # fmt: skip
+    if props.pop(SEAL) != _seal_of(model):
+        raise ContractError(
+            "the contract seal does not match the graph and metadata: the file was modified "
+            "after export"
+        )
+    return props
+
+
 def attach(model: Any, meta: DecoderMetadata) -> DecoderMetadata:
     """Stamp `meta` (with this graph's sha256 and toolkit version) into `model.metadata_props`.
 
@@ -389,11 +435,7 @@ def attach(model: Any, meta: DecoderMetadata) -> DecoderMetadata:
         meta = replace(meta, toolkit_version=__version__)
     props = to_props(meta)
     check_against_graph(meta, model)
-    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
-    del model.metadata_props[:]
-    for key, value in kept + sorted(props.items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(model, props)
     return meta
 
 

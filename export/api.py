@@ -106,13 +106,11 @@ def _stamp_sequence(graph, meta: DecoderMetadata, length: int | None) -> Decoder
     """Sequence graphs carry the same contract minus state tensors (they are inside the Scan);
     `extra.graph` says which kind of graph it is, `extra.sequence_length` its T (null: free).
     contract.attach checks step graphs only."""
-    from cortexedge.contract import graph_sha256, to_props
+    from cortexedge.contract import graph_sha256, to_props, write_props
 
     extra = {**meta.extra, "graph": "sequence", "sequence_length": length}
     meta = replace(meta, states=[], extra=extra, graph_sha256=graph_sha256(graph))
-    for key, value in sorted(to_props(meta).items()):
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(graph, to_props(meta))
     return meta
 
 

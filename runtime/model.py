@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from cortexedge.contract import ONNX_DTYPES, DecoderMetadata, check_against_graph, from_props
+from cortexedge.contract import (
+    ONNX_DTYPES,
+    DecoderMetadata,
+    check_against_graph,
+    check_seal,
+    from_props,
+)
 from cortexedge.errors import ContractError, CortexEdgeError
 
 
@@ -79,7 +85,7 @@ def load_decoder(path: str | os.PathLike) -> LoadedModel:
     if not proto.HasField("graph") or not proto.graph.node:
         raise ContractError(f"{path}: ONNX file has no graph (truncated or not a model)")
     try:
-        meta = from_props({p.key: p.value for p in proto.metadata_props})
+        meta = from_props(check_seal(proto))
         check_against_graph(meta, proto)
     except ContractError as e:
         raise ContractError(f"{path}: {e}") from None

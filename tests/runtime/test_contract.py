@@ -135,8 +135,58 @@ def test_tampered_weights_fail_the_hash(onnx_build, tmp_path):
     wq[0, 0] += 1
     m.graph.initializer[0].CopyFrom(numpy_helper.from_array(wq, "wq"))
     onnx.save(m, tmp_path / "t.onnx")
-    with pytest.raises(ContractError, match=r"t\.onnx: graph sha256 does not match the metadata"):
+    with pytest.raises(ContractError, match=r"t\.onnx: the contract seal does not match"):
         load_decoder(tmp_path / "t.onnx")
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("bin_ms", "20.0"),  # profile would then judge a 20 ms deadline
+        ("streaming", '{"mode":"window","window":5}'),
+        ("input", None),  # the range or kind: any edit of the input spec
+        ("score", '{"metric":"r2","value":0.99,"split":"test"}'),
+        ("macs", '{"dense":1,"effective":1}'),
+        ("note", '"added by hand"'),  # a key the contract does not parse
+    ],
+)
+def test_every_metadata_edit_breaks_the_seal(onnx_build, tmp_path, key, value):
+    m, _ = onnx_build.int8_decoder()
+    attach(m, onnx_build.int8_meta())
+    props = _props(m)
+    edited = PREFIX + key
+    if value is None:
+        spec = json.loads(props[edited])
+        spec["range"] = [0, 255] if "range" in spec else spec.get("range")
+        spec["kind"] = "calcium"
+        value = json.dumps(spec)
+    entries = {p.key: p for p in m.metadata_props}
+    if edited in entries:
+        entries[edited].value = value
+    else:
+        entry = m.metadata_props.add()
+        entry.key, entry.value = edited, value
+    onnx.save(m, tmp_path / "t.onnx")
+    with pytest.raises(
+        ContractError, match="contract seal does not match .* modified after export"
+    ):
+        load_decoder(tmp_path / "t.onnx")
+
+
+def test_a_repeated_or_missing_seal_key_is_refused(onnx_build, tmp_path):
+    m, _ = onnx_build.int8_decoder()
+    attach(m, onnx_build.int8_meta())
+    dup = m.metadata_props.add()
+    dup.key, dup.value = PREFIX + "bin_ms", "20.0"
+    onnx.save(m, tmp_path / "dup.onnx")
+    with pytest.raises(ContractError, match=r"\['cortexedge.bin_ms'\] appear more than once"):
+        load_decoder(tmp_path / "dup.onnx")
+    del m.metadata_props[-1]
+    seal = next(i for i, p in enumerate(m.metadata_props) if p.key == PREFIX + "contract_sha256")
+    del m.metadata_props[seal]
+    onnx.save(m, tmp_path / "old.onnx")
+    with pytest.raises(ContractError, match="contract_sha256' is missing .* export it again"):
+        load_decoder(tmp_path / "old.onnx")
 
 
 def test_truncated_file_is_refused(onnx_build, tmp_path):
