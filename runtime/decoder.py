@@ -11,11 +11,17 @@ Missing bins (`step(None)`) follow the policy chosen at construction:
 - "reset": reset the state to its initial value, then decode a zero-filled bin from it, so
   the output is the decoder's resting output and decoding restarts cleanly.
 A missing bin counts as a bin (time passed), so bin indices keep matching wall-clock bins.
+
+A decoder may be shared between threads: `step`, `run`, `reset` and the state hold one lock,
+so concurrent calls are serialised, each step whole (onnxruntime and numpy release the GIL
+mid-step, and two unlocked steps would swap the state buffers under each other and lose a
+step). An uncontended lock costs about 0.1 µs a step (`benchmarks/latency.py`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -62,6 +68,7 @@ class StreamingDecoder:
         self._y: np.ndarray | None = None
         self._row: np.ndarray | None = None
         self._bins = 0
+        self._lock = threading.Lock()
 
     @property
     def bins_since_reset(self) -> int:
@@ -70,6 +77,10 @@ class StreamingDecoder:
 
     def reset(self) -> None:
         """Return the state to its initial value and restart the bin count."""
+        with self._lock:
+            self._reset()
+
+    def _reset(self) -> None:
         self._backend.write_state(self._initial)
         self._last[...] = 0
         self._bins = 0
@@ -79,28 +90,29 @@ class StreamingDecoder:
 
         Returns the output vector [D] (a copy).
         """
-        if bin is not None and self._fast is not None:
-            x = self._scratch
-            out = self._fast(bin, x)  # the backend's one-call path (C): None = not taken
-            if out is not None:
+        with self._lock:
+            if bin is not None and self._fast is not None:
+                x = self._scratch
+                out = self._fast(bin, x)  # the backend's one-call path (C): None = not taken
+                if out is not None:
+                    self._scratch, self._last = self._last, x
+                    self._bins += 1
+                    return out
+            if bin is None:
+                y = self._backend.step(_MISSING[self.missing](self))
+            else:
+                x = self._scratch
+                self._check.into(bin, x, None, self._label, self._values)
+                try:
+                    y = self._backend.step(x)
+                except CortexEdgeError:
+                    self._check.check_values(x, self._label)
+                    raise
                 self._scratch, self._last = self._last, x
-                self._bins += 1
-                return out
-        if bin is None:
-            y = self._backend.step(_MISSING[self.missing](self))
-        else:
-            x = self._scratch
-            self._check.into(bin, x, None, self._label, self._values)
-            try:
-                y = self._backend.step(x)
-            except CortexEdgeError:
-                self._check.check_values(x, self._label)
-                raise
-            self._scratch, self._last = self._last, x
-        self._bins += 1
-        if y is not self._y:  # backends reuse one output buffer: its row view is made once
-            self._y, self._row = y, y[0]
-        return self._row.copy()
+            self._bins += 1
+            if y is not self._y:  # backends reuse one output buffer: its row view is made once
+                self._y, self._row = y, y[0]
+            return self._row.copy()
 
     def _label(self, row: int | None) -> str:
         return f"bin {self._bins}"
@@ -110,32 +122,38 @@ class StreamingDecoder:
 
         All bins are validated before any is decoded, so a bad bin changes nothing.
         """
-        arr = np.asarray(bins)
-        n, start = (arr.shape[0] if arr.ndim else 0), self._bins
-        x = self._check(
-            arr, n, lambda r: f"bins {start}..{start + n - 1}" if r is None else f"bin {start + r}"
-        )
-        out = np.empty((n, len(self.meta.outputs)), dtype=self.model.y_dtype)
-        step = self._backend.step
-        for i in range(n):
-            out[i] = step(x[i : i + 1])[0]
-            self._bins += 1
-        if n:
-            np.copyto(self._last, x[-1:])
-        return out
+        with self._lock:
+            arr = np.asarray(bins)
+            n, start = (arr.shape[0] if arr.ndim else 0), self._bins
+            x = self._check(
+                arr,
+                n,
+                lambda r: f"bins {start}..{start + n - 1}" if r is None else f"bin {start + r}",
+            )
+            out = np.empty((n, len(self.meta.outputs)), dtype=self.model.y_dtype)
+            step = self._backend.step
+            for i in range(n):
+                out[i] = step(x[i : i + 1])[0]
+                self._bins += 1
+            if n:
+                np.copyto(self._last, x[-1:])
+            return out
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         """A copy of the recurrent state, name -> array (shapes as in the metadata)."""
-        return self._backend.read_state()
+        with self._lock:
+            return self._backend.read_state()
 
     @state.setter
     def state(self, states: dict[str, np.ndarray]) -> None:
-        self._backend.write_state(check_states(states, self._initial))
+        checked = check_states(states, self._initial)
+        with self._lock:
+            self._backend.write_state(checked)
 
 
 def _reset_then_zero(decoder: StreamingDecoder) -> np.ndarray:
-    decoder.reset()
+    decoder._reset()  # called inside step, under the decoder's lock
     return decoder._zero
 
 
