@@ -19,6 +19,7 @@ from cortexedge.runtime.profile import ProfileRun
 _LATENCY_COLUMNS = {"p50": "p50", "p90": "p90", "p99": "p99", "p99.9": "p999", "max": "max",
                     "mean": "mean", "jitter": "jitter"}  # fmt: skip
 _LOAD_COLUMNS = ("misses", "bins/s", "real-time factor", "p50 vs fastest")
+_LATENESS_COLUMNS = {"late p50": "p50", "late p99": "p99", "late max": "max"}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -68,46 +69,84 @@ def print_summary(summary: dict, console=None) -> None:
         table.add_column("backend")
         for col in cols:
             table.add_column(col, justify="right")
+    paced = any("lateness_us" in r for r in summary["backends"].values())
+    if paced:  # a miss is a late start as often as a slow step: show how late bins began
+        for col in _LATENESS_COLUMNS:
+            load.add_column(col, justify="right")
     for name, r in summary["backends"].items():
         lat = r["latency_us"]
         latency.add_row(name, *(f"{lat[k]:.1f}" for k in _LATENCY_COLUMNS.values()))
+        late = r.get("lateness_us")
+        lateness = [f"{late[k]:.1f}" for k in _LATENESS_COLUMNS.values()] if late else []
         load.add_row(
             name,
             str(r["deadline_misses"]),
             f"{r['bins_per_s']:,.0f}",
             f"{r['real_time_factor']:.4f}",
             f"{r['p50_vs_fastest']:.2f}x",
+            *(lateness if paced else []),
         )
     console.print(latency)
     console.print(load)
+    if paced:
+        console.print(
+            "paced at the real bin rate: lateness (µs) is how long after its due time a bin's "
+            "step began (a busy machine); a miss is a step that ended after due time + one bin"
+        )
 
 
 def save_plot(run: ProfileRun, path: str | os.PathLike, max_bins: int = 1000) -> None:
-    """PNG: latency histogram per backend and, with targets, predicted vs true trajectories."""
+    """PNG: latency histogram per backend (with its p50 and p99 and the bin deadline) and,
+    with targets, predicted against true trajectories with the R² of each output."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    stream = run.stream
-    truth = None if stream is None else stream.targets
+    truth = None if run.stream is None else run.stream.targets
     n_axes = 1 + (0 if truth is None else truth.shape[1])
     fig = Figure(figsize=(9, 3 * n_axes), layout="constrained")
     axes = fig.subplots(n_axes, 1, squeeze=False)[:, 0]
-    warm = run.summary["warmup_bins"]
-    all_us = np.concatenate([lat[warm:] for lat in run.latencies_ns.values()]) / 1e3
-    edges = np.geomspace(max(all_us.min(), 0.1), all_us.max() * 1.01, 60)
-    for name, lat in run.latencies_ns.items():
-        axes[0].hist(lat[warm:] / 1e3, bins=edges, alpha=0.6, label=name)
-    axes[0].set(xscale="log", xlabel="step latency (µs)", ylabel="bins",
-                title=f"{run.summary['decoder']}: latency per bin")  # fmt: skip
-    axes[0].legend()
+    _latency_panel(axes[0], run)
     if truth is not None:
-        shown = slice(0, min(max_bins, len(truth)))
-        t = np.arange(len(truth))[shown] * run.summary["bin_ms"] / 1e3
-        for k, (ax, out) in enumerate(zip(axes[1:], run.summary["outputs"], strict=True)):
-            ax.plot(t, truth[shown, k], label="true", lw=1)
-            ax.plot(t, run.predictions[shown, k], label="predicted", lw=1)
-            ax.set(xlabel="time (s)", ylabel=f"{out['name']} ({out['unit']})")
-            ax.legend()
-        axes[1].set_title(f"R² {run.summary.get('r2', float('nan')):.3f}")
+        _trace_panels(axes[1:], run, truth, max_bins)
     canvas = FigureCanvasAgg(fig)
     _atomic_write(Path(path), lambda f: canvas.print_png(f))
+
+
+def _latency_panel(ax, run: ProfileRun) -> None:
+    """Step latency per backend on a log axis, p50/p99 marked, the deadline as a red line."""
+    warm, summary = run.summary["warmup_bins"], run.summary
+    deadline_us = summary["bin_ms"] * 1e3
+    all_us = np.concatenate([lat[warm:] for lat in run.latencies_ns.values()]) / 1e3
+    top = max(all_us.max(), deadline_us) * 1.2
+    edges = np.geomspace(max(all_us.min(), 0.1), top, 70)
+    for k, (name, lat) in enumerate(run.latencies_ns.items()):
+        stats = summary["backends"][name]["latency_us"]
+        color = f"C{k}"
+        label = f"{name}: p50 {stats['p50']:.1f} µs, p99 {stats['p99']:.1f} µs"
+        ax.hist(lat[warm:] / 1e3, bins=edges, alpha=0.55, color=color, label=label)
+        ax.axvline(stats["p50"], color=color, ls="-", lw=1)
+        ax.axvline(stats["p99"], color=color, ls=":", lw=1.2)
+    misses = sum(r["deadline_misses"] for r in summary["backends"].values())
+    ax.axvline(deadline_us, color="red", lw=1.5,
+               label=f"deadline: one {summary['bin_ms']:g} ms bin ({misses} misses)")  # fmt: skip
+    ax.set(xscale="log", xlabel="step latency (µs, log scale); solid p50, dotted p99",
+           ylabel="bins", title=f"{Path(summary['decoder']).name}: latency per bin, {summary['bins']} bins "
+           f"after {warm} warm-up")  # fmt: skip
+    ax.legend(fontsize=8)
+
+
+def _trace_panels(axes, run: ProfileRun, truth: np.ndarray, max_bins: int) -> None:
+    """True and predicted trajectory of each output over the first bins, with its R² over all."""
+    from cortexedge.metrics import r2_score
+
+    shown = slice(0, min(max_bins, len(truth)))
+    t = np.arange(len(truth))[shown] * run.summary["bin_ms"] / 1e3
+    backend = next(iter(run.latencies_ns))
+    for k, (ax, out) in enumerate(zip(axes, run.summary["outputs"], strict=True)):
+        ax.plot(t, truth[shown, k], label="true", lw=1)
+        ax.plot(t, run.predictions[shown, k], label=f"predicted ({backend})", lw=1)
+        r2 = r2_score(truth[:, k], run.predictions[:, k])
+        ax.set(xlabel="time (s)", ylabel=f"{out['name']} ({out['unit']})",
+               title=f"{out['name']}: R² {r2:.3f} over all {len(truth)} bins "
+               f"(first {t.size} shown)")  # fmt: skip
+        ax.legend(fontsize=8, loc="upper right")

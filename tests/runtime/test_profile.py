@@ -105,6 +105,18 @@ def test_reports_table_json_and_png(gru_op, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cli_realtime_reports_lateness_in_table_and_json(gru_op, tmp_path):
+    args = ["profile", str(gru_op.path), "--synthetic", "--bins", "30", "--realtime",
+            "--json", str(tmp_path / "rt.json")]  # fmt: skip
+    result = CliRunner().invoke(_cli(), args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    late = json.loads((tmp_path / "rt.json").read_text())["backends"]["ort"]["lateness_us"]
+    assert {"p50", "p99", "max"} <= set(late) and late["max"] >= late["p99"] >= late["p50"]
+    text = " ".join(result.output.split())  # rich wraps at the terminal width
+    assert "lateness (µs) is how long after its due time" in text
+    assert f"{late['max']:.1f}" in text and f"{late['p99']:.1f}" in text
+
+
 def _cli():
     """A group of the real CLI's class (it turns CortexEdgeError into exit 2) holding profile."""
     from cortexedge.cli.main import cli
