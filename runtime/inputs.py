@@ -82,7 +82,7 @@ class BinChecker:
         `buffer`). On error `out` may hold garbage; `x` is untouched. `label(r)` names row r
         in a message, `label(None)` the whole block. `values=False` leaves the values of a
         float input to a consumer that checks them itself (then `check_values` on refusal)."""
-        arr = x if type(x) is np.ndarray else np.asarray(x)
+        arr = x if type(x) is np.ndarray else _as_array(x, label)
         overflow = arr.dtype is not self.dtype and self._cast_may_overflow(arr.dtype, label)
         want = self._shape if rows is None else (rows, *self._shape)
         if arr.shape != want:
@@ -151,6 +151,14 @@ class BinChecker:
             )
 
 
+def _as_array(x: Any, label: Label) -> np.ndarray:
+    """`x` as an array, or one clear error (a ragged nested list cannot be one)."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise CortexEdgeError(f"{label(None)}: not an array of numbers ({e})") from None
+
+
 def check_states(states: Any, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Validate a state dict against `like` (same names, shapes, finite numbers); cast copies."""
     if not isinstance(states, dict):
@@ -166,5 +174,9 @@ def check_states(states: Any, like: dict[str, np.ndarray]) -> dict[str, np.ndarr
             raise CortexEdgeError(f"state '{name}': expected shape {ref.shape}, got {value.shape}")
         if not np.isfinite(value).all():
             raise CortexEdgeError(f"state '{name}': contains NaN or inf")
-        out[name] = value.astype(ref.dtype)
+        with np.errstate(over="ignore"):
+            cast = value.astype(ref.dtype)
+        if not np.isfinite(cast).all():
+            raise CortexEdgeError(f"state '{name}': a value overflows {ref.dtype}")
+        out[name] = cast
     return out
