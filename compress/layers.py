@@ -69,6 +69,18 @@ def _norm_spans(m: nn.Module, side: str) -> list[Span]:
     return [Span("weight", 0, n), Span("bias", 0, n)]
 
 
+def _gated(
+    base: LayerRow,
+    pruner: CellPruner,
+    swap: quant_swaps.Swap,
+    counter: Callable[[str], macs_counters.Counter],
+    kind: str,
+) -> LayerRow:
+    """A GRU/LSTM row (stack or cell): `base`'s tensors, its hidden-unit pruner, its quantized
+    copy and the `kind` MAC rule."""
+    return replace(base, pruner=pruner, swap=swap, macs=kind, count=counter(kind))
+
+
 _CONV = LayerRow(_weight_bias, _conv_spans, macs="conv", count=macs_counters.conv)
 _NORM = LayerRow(spans=_norm_spans)
 _RNN = LayerRow(_rnn_names)  # any nn.RNNBase (nn.RNN too): magnitude pruning only
@@ -89,34 +101,14 @@ LAYERS: dict[type[nn.Module], LayerRow] = {
     _BatchNorm: _NORM,
     nn.LayerNorm: _NORM,
     nn.RNNBase: _RNN,
-    nn.GRU: replace(
-        _RNN,
-        pruner=RNNPruner(),
-        swap=quant_swaps.rnn(QuantGRU),
-        macs="gru",
-        count=macs_counters.rnn("gru"),
-    ),
-    nn.LSTM: replace(
-        _RNN,
-        pruner=RNNPruner(),
-        swap=quant_swaps.rnn(QuantLSTM),
-        macs="lstm",
-        count=macs_counters.rnn("lstm"),
-    ),
+    nn.GRU: _gated(_RNN, RNNPruner(), quant_swaps.rnn(QuantGRU), macs_counters.rnn, "gru"),
+    nn.LSTM: _gated(_RNN, RNNPruner(), quant_swaps.rnn(QuantLSTM), macs_counters.rnn, "lstm"),
     nn.RNNCellBase: _CELL,
-    nn.GRUCell: replace(
-        _CELL,
-        pruner=CellPruner(),
-        swap=quant_swaps.cell(QuantGRUCell),
-        macs="gru",
-        count=macs_counters.cell("gru"),
+    nn.GRUCell: _gated(
+        _CELL, CellPruner(), quant_swaps.cell(QuantGRUCell), macs_counters.cell, "gru"
     ),
-    nn.LSTMCell: replace(
-        _CELL,
-        pruner=CellPruner(),
-        swap=quant_swaps.cell(QuantLSTMCell),
-        macs="lstm",
-        count=macs_counters.cell("lstm"),
+    nn.LSTMCell: _gated(
+        _CELL, CellPruner(), quant_swaps.cell(QuantLSTMCell), macs_counters.cell, "lstm"
     ),
     QuantGRUCell: LayerRow(macs="gru", count=macs_counters.quant_cell("gru")),
     QuantLSTMCell: LayerRow(macs="lstm", count=macs_counters.quant_cell("lstm")),
