@@ -243,23 +243,17 @@ def compress(
     if fit_kwargs.get("threads"):
         torch.set_num_threads(fit_kwargs["threads"])
     try:
-        return _compress(model, recording, recipe, family, data, task, progress, fit_kwargs)
+        prepared, ctx, loss = _prepare(
+            model, recording, recipe, family, data, task, progress, fit_kwargs
+        )
+        return _compress(prepared, ctx, recipe, loss)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _compress(
-    model: nn.Module,
-    recording: Recording,
-    recipe: Recipe,
-    family: str | None,
-    data: dict | None,
-    task: str | None,
-    progress: bool,
-    fit_kwargs: dict,
-) -> CompressResult:
-    """The stages of `compress`, in order, each measured after its fine-tuning."""
-    model, ctx, loss = _prepare(model, recording, recipe, family, data, task, progress, fit_kwargs)
+def _compress(model: nn.Module, ctx: Data, recipe: Recipe, loss) -> CompressResult:
+    """The stages of `compress` on the prepared copy, in order, each measured after its
+    fine-tuning (`loss` None: the spec's)."""
     batches = ctx.sample("train", recipe.calib_batches or 1, 64)
     example = batches[0][0][:8]
     torch.manual_seed(recipe.seed)
@@ -286,7 +280,7 @@ def _compress(
         stages=stages,
         plan=plan,
         example_shape=list(example.shape),
-        input_shape=list(recording.input_shape),
+        input_shape=list(ctx.recording.input_shape),
         sparsity=layer_sparsity(model),
         scales=quant_scales(model) if recipe.bits else {},
         pruned=pruned,
