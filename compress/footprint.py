@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from cortexedge import macs
-from cortexedge.compress.macs_torch import layer_weight
-from cortexedge.compress.magnitude import current, prunable
+from cortexedge.compress.magnitude import prunable
 from cortexedge.compress.qat import quantizers
+from cortexedge.compress.weights import current, layer_weight
 
 
 def _scale_ids(model: nn.Module) -> set[int]:

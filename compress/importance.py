@@ -3,9 +3,10 @@
 A channel (or hidden unit) is scored over every weight it owns or feeds, across all layers of
 its dependency group: the producing layer's rows, the norm's affine entries, the consumers'
 columns. Where a layer holds a channel is described by `Span`s (see recurrent_pruners), which
-`SPANS` gives per layer type and direction ("out": the layer produces the channel, "in": it
-reads it). Scores of all spans add up (squares for "magnitude", |w·∂L/∂w| for "taylor"), so the
-magnitude score is the L2 norm of the whole group; the ranking is all that matters.
+the layer table gives per layer type (`layers.LAYERS`, fields `spans` and `pruner`) and
+direction ("out": the layer produces the channel, "in": it reads it). Scores of all spans add up
+(squares for "magnitude", |w·∂L/∂w| for "taylor"), so the magnitude score is the L2 norm of the
+whole group; the ranking is all that matters.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
 
-from cortexedge.compress.recurrent_pruners import Span, output_units, pruner_for
+from cortexedge.compress.layers import layer_row, pruner_for
+from cortexedge.compress.recurrent_pruners import Span, output_units
 from cortexedge.errors import CortexEdgeError
 
 
@@ -51,33 +51,6 @@ def span_scores(module: nn.Module, spans: list[Span], units: list[int], how: str
     return score
 
 
-def _linear_spans(m: nn.Linear, side: str) -> list[Span]:
-    if side == "in":
-        return [Span("weight", 1, m.in_features)]
-    return [Span("weight", 0, m.out_features), Span("bias", 0, m.out_features)]
-
-
-def _conv_spans(m: _ConvNd, side: str) -> list[Span]:
-    if side == "in":
-        return [Span("weight", 1, m.weight.shape[1])]
-    return [Span("weight", 0, m.out_channels), Span("bias", 0, m.out_channels)]
-
-
-def _norm_spans(m: nn.Module, side: str) -> list[Span]:
-    if getattr(m, "weight", None) is None:
-        return []
-    n = m.weight.shape[0]
-    return [Span("weight", 0, n), Span("bias", 0, n)]
-
-
-SPANS: dict[type[nn.Module], Callable[[nn.Module, str], list[Span]]] = {
-    nn.Linear: _linear_spans,
-    _ConvNd: _conv_spans,
-    _BatchNorm: _norm_spans,
-    nn.LayerNorm: _norm_spans,
-}
-
-
 def channel_scores(module: nn.Module, side: str, channels: list[int], how: str) -> Tensor:
     """Scores of the module's output ("out") or input ("in") channels `channels`.
 
@@ -94,10 +67,10 @@ def channel_scores(module: nn.Module, side: str, channels: list[int], how: str) 
             part = span_scores(module, pruner.unit_spans(module, cell), units, how)
             score[[pos[u + d * H] for u in units]] = part
         return score
-    rule = next((SPANS[c] for c in type(module).__mro__ if c in SPANS), None)
-    if rule is None:
+    row = layer_row(module)
+    if row is None or row.spans is None:
         return torch.zeros(len(channels))
-    return span_scores(module, rule(module, side), channels, how)
+    return span_scores(module, row.spans(module, side), channels, how)
 
 
 def unit_scores(module: nn.Module, cell: str, how: str) -> Tensor:

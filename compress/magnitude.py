@@ -1,9 +1,9 @@
 """Magnitude (unstructured) pruning: L1 masks, the cubic schedule, held masks.
 
-Which tensors are prunable is a registry keyed by layer type (`PRUNABLE`): the weights of
-Linear, Conv1d/2d, nn.GRU/nn.LSTM (every layer and direction) and nn.GRUCell/nn.LSTMCell
-(quantized layers are built from QuantLinear, a Linear). Biases join only with
-`include_bias=True`; norms never do. Masks are held with `torch.nn.utils.prune` (the layer
+Which tensors are prunable is the `tensors` field of the layer table (`layers.LAYERS`): the
+weights of Linear, Conv1d/2d, nn.GRU/nn.LSTM (every layer and direction) and
+nn.GRUCell/nn.LSTMCell (quantized layers are built from QuantLinear, a Linear). Biases join
+only with `include_bias=True`; norms never do. Masks are held with `torch.nn.utils.prune` (the layer
 sees weight_orig * mask on every forward, so any optimizer keeps pruned entries at zero) and
 made permanent with `make_permanent`, which leaves plain tensors with exact zeros. Per-layer
 sparsity is reported by `footprint.layer_sparsity`.
@@ -14,42 +14,20 @@ all prunable entries together ("global" scope), ties broken by position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import prune
 
+from cortexedge.compress.layers import layer_row
+from cortexedge.compress.weights import current
 from cortexedge.errors import CortexEdgeError
 
 SCOPES = ("global", "layer")
 
 
-def _rnn_names(m: nn.RNNBase) -> list[str]:
-    return list(m._flat_weights_names)
-
-
-def _cell_names(m: nn.RNNCellBase) -> list[str]:
-    return ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if m.bias else [])
-
-
-def _weight_bias(m: nn.Module) -> list[str]:
-    return ["weight"] + (["bias"] if getattr(m, "bias", None) is not None else [])
-
-
-# layer type -> the names of its prunable tensors (weights and biases; biases filtered later)
-PRUNABLE: dict[type[nn.Module], Callable[[nn.Module], list[str]]] = {
-    nn.Linear: _weight_bias,
-    _ConvNd: _weight_bias,
-    nn.RNNBase: _rnn_names,
-    nn.RNNCellBase: _cell_names,
-}
-
-
 def _names_of(module: nn.Module) -> list[str]:
-    rule = next((PRUNABLE[c] for c in type(module).__mro__ if c in PRUNABLE), None)
-    return rule(module) if rule else []
+    row = layer_row(module)
+    return row.tensors(module) if row and row.tensors else []
 
 
 def prunable(model: nn.Module, include_bias: bool = False) -> dict[str, tuple[nn.Module, str]]:
@@ -61,13 +39,6 @@ def prunable(model: nn.Module, include_bias: bool = False) -> dict[str, tuple[nn
                 continue
             out[f"{mname}.{tname}" if mname else tname] = (module, tname)
     return out
-
-
-def current(module: nn.Module, tname: str) -> Tensor:
-    """The tensor the layer computes with: weight_orig * mask while a mask is held."""
-    if hasattr(module, f"{tname}_mask"):
-        return getattr(module, f"{tname}_orig").detach() * getattr(module, f"{tname}_mask")
-    return getattr(module, tname).detach()
 
 
 def _check_sparsity(sparsity: float) -> None:

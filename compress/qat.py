@@ -1,31 +1,27 @@
 """Quantization-aware fine-tuning with brevitas: swap float layers, calibrate, read scales.
 
-`quantize(model, spec)` replaces, in place, every layer with an entry in `SWAPS` (keyed by layer
-type) by its brevitas counterpart holding a copy of the float weights: Linear and Conv1d/2d
-become QuantLinear / QuantConv with a quantized input, and nn.GRU / nn.GRUCell / nn.LSTM /
-nn.LSTMCell become the cells of `quant_gru` (which export to QCDQ ONNX). `calibrate` sets the
-activation scales from a few batches (brevitas's calibration mode); fine-tuning is the project's
-`fit`. A quantized model is rebuilt without pickle from (the float model, the QuantSpec in JSON,
-the state dict in safetensors): `quantize` on a fresh model, then `load_state_dict` under
-`full_state_dict()`, which makes brevitas list every scale parameter, calibrated or not.
+`quantize(model, spec)` replaces, in place, every layer whose row of the layer table
+(`layers.LAYERS`) has a `swap` by its brevitas counterpart holding a copy of the float weights
+(`quant_swaps`): Linear and Conv1d/2d become QuantLinear / QuantConv with a quantized input, and
+nn.GRU / nn.GRUCell / nn.LSTM / nn.LSTMCell become the cells of `quant_gru` (which export to
+QCDQ ONNX). `calibrate` sets the activation scales from a few batches (brevitas's calibration
+mode); fine-tuning is the project's `fit`. A quantized model is rebuilt without pickle from (the
+float model, the QuantSpec in JSON, the state dict in safetensors): `quantize` on a fresh model,
+then `load_state_dict` under `full_state_dict()`, which makes brevitas list every scale
+parameter, calibrated or not.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from cortexedge.compress.quant_gru import (
-    WEIGHT_BITS,
-    QuantGRU,
-    QuantGRUCell,
-    QuantLSTM,
-    QuantLSTMCell,
-    QuantSpec,
-)
+from cortexedge.compress.layers import layer_row
+from cortexedge.compress.quant_gru import WEIGHT_BITS, QuantSpec
+from cortexedge.compress.quant_swaps import Swap
 from cortexedge.errors import CortexEdgeError
 
 ACT_BITS = (8, 6, 4)
@@ -45,81 +41,16 @@ def check_spec(spec: QuantSpec) -> None:
         )
 
 
-def _copy_weights(dst: nn.Module, src: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        dst.weight.copy_(src.weight)
-        if src.bias is not None:
-            dst.bias.copy_(src.bias)
-    return dst
-
-
-def _act_kw(spec: QuantSpec) -> dict:
-    from brevitas.quant import Int8ActPerTensorFloat
-
-    return {"input_quant": Int8ActPerTensorFloat, "input_bit_width": spec.act_bits}
-
-
-def _linear(m: nn.Linear, spec: QuantSpec) -> nn.Module:
-    from brevitas.nn import QuantLinear
-
-    q = QuantLinear(
-        m.in_features, m.out_features, bias=m.bias is not None, return_quant_tensor=False,
-        **spec.weight_kw(), **_act_kw(spec),
-    )  # fmt: skip
-    return _copy_weights(q, m)
-
-
-def _conv(kind: str) -> Callable[[nn.Module, QuantSpec], nn.Module]:
-    def swap(m: nn.Module, spec: QuantSpec) -> nn.Module:
-        import brevitas.nn
-
-        q = getattr(brevitas.nn, kind)(
-            m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-            dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
-            padding_mode=m.padding_mode, return_quant_tensor=False,
-            **spec.weight_kw(), **_act_kw(spec),
-        )  # fmt: skip
-        return _copy_weights(q, m)
-
-    return swap
-
-
-def _cell(cls: type) -> Callable[[nn.Module, QuantSpec], nn.Module]:
-    def swap(m: nn.Module, spec: QuantSpec) -> nn.Module:
-        return cls(m.input_size, m.hidden_size, m.bias, spec).load_float(m)
-
-    return swap
-
-
-def _rnn(cls: type) -> Callable[[nn.Module, QuantSpec], nn.Module]:
-    def swap(m: nn.Module, spec: QuantSpec) -> nn.Module:
-        if getattr(m, "proj_size", 0):
-            raise CortexEdgeError("quantizing an nn.LSTM with proj_size is not supported")
-        return cls.from_float(m, spec)
-
-    return swap
-
-
-# float layer type -> builder of its quantized replacement (float weights copied)
-SWAPS: dict[type[nn.Module], Callable[[nn.Module, QuantSpec], nn.Module]] = {
-    nn.Linear: _linear,
-    nn.Conv1d: _conv("QuantConv1d"),
-    nn.Conv2d: _conv("QuantConv2d"),
-    nn.GRUCell: _cell(QuantGRUCell),
-    nn.LSTMCell: _cell(QuantLSTMCell),
-    nn.GRU: _rnn(QuantGRU),
-    nn.LSTM: _rnn(QuantLSTM),
-}
-
-
-def _swap_of(module: nn.Module):
-    if hasattr(module, "quant_weight") or isinstance(module, (QuantGRUCell, QuantLSTMCell)):
-        return None  # already quantized
-    return next((SWAPS[c] for c in type(module).__mro__ if c in SWAPS), None)
+def _swap_of(module: nn.Module) -> Swap | None:
+    if hasattr(module, "quant_weight"):
+        return None  # a brevitas layer: quantized already (its Linear/Conv row has a swap)
+    row = layer_row(module)
+    return row.swap if row else None
 
 
 def quantize(model: nn.Module, spec: QuantSpec) -> list[str]:
-    """Swap every layer with a SWAPS entry for its quantized copy, in place; returns their names.
+    """Swap every layer whose row has a `swap` for its quantized copy, in place; returns their
+    names.
 
     Raises CortexEdgeError when nothing can be quantized or the spec is unsupported.
     """

@@ -243,12 +243,51 @@ def compress(
     if fit_kwargs.get("threads"):
         torch.set_num_threads(fit_kwargs["threads"])
     try:
-        return _compress(model, recording, recipe, family, data, task, progress, fit_kwargs)
+        prepared, ctx, loss = _prepare(
+            model, recording, recipe, family, data, task, progress, fit_kwargs
+        )
+        return _compress(prepared, ctx, recipe, loss)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _compress(
+def _compress(model: nn.Module, ctx: Data, recipe: Recipe, loss) -> CompressResult:
+    """The stages of `compress` on the prepared copy, in order, each measured after its
+    fine-tuning (`loss` None: the spec's)."""
+    batches = ctx.sample("train", recipe.calib_batches or 1, 64)
+    example = batches[0][0][:8]
+    torch.manual_seed(recipe.seed)
+
+    stages = [measure(model, "float", ctx)]
+    plan: list[PlanStep] = []
+    if recipe.structured:
+        plan = _structured_stage(model, recipe, ctx, batches, example)
+        runs = _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
+        stages.append(measure(model, "structured", ctx, runs))
+    if recipe.sparsity:
+        stages.append(measure(model, "magnitude", ctx, _magnitude_stage(model, recipe, ctx, loss)))
+    pruned = None
+    if recipe.bits:
+        make_permanent(model)
+        if plan or recipe.sparsity:
+            pruned = copy.deepcopy(model).eval()
+        stages.append(_quantized_stage(model, recipe, ctx, batches, loss))
+    make_permanent(model)
+    model.eval()
+    return CompressResult(
+        model=model,
+        recipe=recipe,
+        stages=stages,
+        plan=plan,
+        example_shape=list(example.shape),
+        input_shape=list(ctx.recording.input_shape),
+        sparsity=layer_sparsity(model),
+        scales=quant_scales(model) if recipe.bits else {},
+        pruned=pruned,
+    )
+
+
+def _prepare(
     model: nn.Module,
     recording: Recording,
     recipe: Recipe,
@@ -257,7 +296,9 @@ def _compress(
     task: str | None,
     progress: bool,
     fit_kwargs: dict,
-) -> CompressResult:
+) -> tuple[nn.Module, Data, object]:
+    """Check the recipe and the data, and return the model's eval-mode copy (training-only parts
+    dropped), how to reach the data, and the fine-tuning loss (None: the spec's)."""
     from cortexedge.train.checkpoint import registered_name
     from cortexedge.train.specs import TARGET_KINDS, spec_for, target_kind
 
@@ -278,51 +319,41 @@ def _compress(
     ctx = Data(recording, family, kind, windowing, {**fit_kwargs, "progress": progress})
     if task is not None:
         ctx.fit_kwargs["task"] = task
-    batches = ctx.sample("train", recipe.calib_batches or 1, 64)
-    example = batches[0][0][:8]
-    torch.manual_seed(recipe.seed)
+    return model, ctx, loss
 
-    stages = [measure(model, "float", ctx)]
-    plan: list[PlanStep] = []
-    if recipe.structured:
-        if recipe.importance == "taylor":
-            _taylor_grads(model, ctx, batches)
-        plan = prune_structured(model, example, recipe.structured, importance=recipe.importance)
-        model.zero_grad(set_to_none=True)
-        runs = _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
-        stages.append(measure(model, "structured", ctx, runs))
-    if recipe.sparsity:
-        if recipe.schedule == "gradual":
-            runs = _gradual(model, recipe, ctx, loss)
-        else:
-            masks = magnitude_masks(model, recipe.sparsity, recipe.scope, recipe.include_bias)
-            apply_masks(model, masks)
-            runs = _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
-        stages.append(measure(model, "magnitude", ctx, runs))
-    scales: dict[str, dict] = {}
-    pruned = None
-    if recipe.bits:
-        make_permanent(model)
-        if plan or recipe.sparsity:
-            pruned = copy.deepcopy(model).eval()
-        quantize(model, recipe.quant_spec())
-        hold_zeros(model, recipe.include_bias)
-        calibrate(model, [x for x, _ in batches])
-        qat_epochs = recipe.finetune_epochs if recipe.qat_epochs is None else recipe.qat_epochs
-        runs = _finetune(model, ctx, recipe, qat_epochs, loss, recipe.qat_lr)
-        stages.append(measure(model, "quantized", ctx, runs))
-    make_permanent(model)
-    model.eval()
-    if recipe.bits:
-        scales = quant_scales(model)
-    return CompressResult(
-        model=model,
-        recipe=recipe,
-        stages=stages,
-        plan=plan,
-        example_shape=list(example.shape),
-        input_shape=list(recording.input_shape),
-        sparsity=layer_sparsity(model),
-        scales=scales,
-        pruned=pruned,
-    )
+
+def _structured_stage(
+    model: nn.Module,
+    recipe: Recipe,
+    ctx: Data,
+    batches: list[tuple[Tensor, Tensor]],
+    example: Tensor,
+) -> list[PlanStep]:
+    """Remove `recipe.structured` of every channel group (scored on `batches` for Taylor)."""
+    if recipe.importance == "taylor":
+        _taylor_grads(model, ctx, batches)
+    plan = prune_structured(model, example, recipe.structured, importance=recipe.importance)
+    model.zero_grad(set_to_none=True)
+    return plan
+
+
+def _magnitude_stage(model: nn.Module, recipe: Recipe, ctx: Data, loss) -> list[dict]:
+    """Hold the magnitude masks, one-shot or gradually, fine-tuning; returns the runs."""
+    if recipe.schedule == "gradual":
+        return _gradual(model, recipe, ctx, loss)
+    masks = magnitude_masks(model, recipe.sparsity, recipe.scope, recipe.include_bias)
+    apply_masks(model, masks)
+    return _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
+
+
+def _quantized_stage(
+    model: nn.Module, recipe: Recipe, ctx: Data, batches: list[tuple[Tensor, Tensor]], loss
+) -> dict:
+    """Swap in quantized layers (zeros still held), calibrate on `batches`, fine-tune at
+    `qat_lr`; returns the stage's measurement."""
+    quantize(model, recipe.quant_spec())
+    hold_zeros(model, recipe.include_bias)
+    calibrate(model, [x for x, _ in batches])
+    qat_epochs = recipe.finetune_epochs if recipe.qat_epochs is None else recipe.qat_epochs
+    runs = _finetune(model, ctx, recipe, qat_epochs, loss, recipe.qat_lr)
+    return measure(model, "quantized", ctx, runs)

@@ -8,8 +8,8 @@ H+k (backward direction) of its `weight_ih`. Every such coupling is a `Span`, an
 routine removes the indices a set of spans names. Consumers of h outside the module (LayerNorm,
 the readout, the next module) are sliced by the structured pruner's dependency graph.
 
-`REGISTRY` maps a module type to its pruner; lookups follow the class's MRO so a subclass of
-nn.GRU is pruned as a GRU.
+A module's pruner is the `pruner` field of its row of the layer table (`layers.pruner_for`);
+lookups follow the class's MRO so a subclass of nn.GRU is pruned as a GRU.
 """
 
 from __future__ import annotations
@@ -145,19 +145,6 @@ class RNNPruner(CellPruner):
 
     def _refresh(self, m: nn.Module) -> None:
         m._init_flat_weights()
-
-
-REGISTRY: dict[type[nn.Module], CellPruner] = {
-    nn.GRUCell: CellPruner(),
-    nn.LSTMCell: CellPruner(),
-    nn.GRU: RNNPruner(),
-    nn.LSTM: RNNPruner(),
-}
-
-
-def pruner_for(module: nn.Module) -> CellPruner | None:
-    """The registered pruner of the module's class or nearest registered base class."""
-    return next((REGISTRY[c] for c in type(module).__mro__ if c in REGISTRY), None)
 
 
 def output_units(pruner: CellPruner, m: nn.Module, channels: list[int]) -> dict[str, list[int]]:

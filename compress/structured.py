@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from cortexedge.compress.importance import channel_scores, lowest, unit_scores
-from cortexedge.compress.recurrent_pruners import output_units, pruner_for
+from cortexedge.compress.layers import pruner_for
+from cortexedge.compress.recurrent_pruners import output_units
 from cortexedge.errors import CortexEdgeError
 
 ForwardFn = Callable[[nn.Module, Tensor], object]
