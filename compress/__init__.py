@@ -7,8 +7,20 @@ whether or not this package was imported first (importing it binds the name on `
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import warnings
 from types import ModuleType
+
+# brevitas.graph.equalize imports the optional `fast_hadamard_transform` inside a bare
+# `except:`, which swallows a Ctrl-C that lands during that import (the command then runs on
+# and exits 0), and warns on every run. Where the package is absent, say so up front: the import
+# then fails at once with ImportError. The warning tells a user nothing, so it is not shown.
+if importlib.util.find_spec("fast_hadamard_transform") is None:
+    sys.modules.setdefault("fast_hadamard_transform", None)
+warnings.filterwarnings(
+    "ignore", message="fast_hadamard_transform package not found", category=UserWarning
+)
 
 
 class _CallablePackage(ModuleType):

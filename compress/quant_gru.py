@@ -251,7 +251,3 @@ class QuantLSTM(_QuantRNNBase):
         h_n = torch.stack([h for h, _ in finals], 0)
         c_n = torch.stack([c for _, c in finals], 0)
         return out, (h_n, c_n)
-
-
-QUANT_CELLS = (QuantGRUCell, QuantLSTMCell)
-QUANT_RNNS = (QuantGRU, QuantLSTM)

@@ -38,6 +38,7 @@ from cortexedge.compress.quant_gru import QuantSpec
 from cortexedge.compress.structured import PlanStep, prune_structured
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import Recording
+from cortexedge.train.progress import stage
 
 SCHEDULES = ("oneshot", "gradual")
 IMPORTANCES = ("magnitude", "taylor")
@@ -258,14 +259,20 @@ def _compress(model: nn.Module, ctx: Data, recipe: Recipe, loss) -> CompressResu
     example = batches[0][0][:8]
     torch.manual_seed(recipe.seed)
 
-    stages = [measure(model, "float", ctx)]
+    show = bool(ctx.fit_kwargs.get("progress"))
+    with stage(show, "measuring the float model on the test split"):
+        stages = [measure(model, "float", ctx)]
     plan: list[PlanStep] = []
     if recipe.structured:
-        plan = _structured_stage(model, recipe, ctx, batches, example)
+        with stage(show, f"structured pruning of {recipe.structured:.0%} ({recipe.importance})"):
+            plan = _structured_stage(model, recipe, ctx, batches, example)
         runs = _finetune(model, ctx, recipe, recipe.finetune_epochs, loss)
-        stages.append(measure(model, "structured", ctx, runs))
+        with stage(show, "measuring the structured model"):
+            stages.append(measure(model, "structured", ctx, runs))
     if recipe.sparsity:
-        stages.append(measure(model, "magnitude", ctx, _magnitude_stage(model, recipe, ctx, loss)))
+        runs = _magnitude_stage(model, recipe, ctx, loss)
+        with stage(show, f"measuring the {recipe.sparsity:.0%} magnitude-pruned model"):
+            stages.append(measure(model, "magnitude", ctx, runs))
     pruned = None
     if recipe.bits:
         make_permanent(model)
@@ -351,9 +358,13 @@ def _quantized_stage(
 ) -> dict:
     """Swap in quantized layers (zeros still held), calibrate on `batches`, fine-tune at
     `qat_lr`; returns the stage's measurement."""
-    quantize(model, recipe.quant_spec())
-    hold_zeros(model, recipe.include_bias)
-    calibrate(model, [x for x, _ in batches])
+    show = bool(ctx.fit_kwargs.get("progress"))
+    spec = recipe.quant_spec()
+    with stage(show, f"quantizing (W{spec.weight_bits}A{spec.act_bits}) and calibrating"):
+        quantize(model, spec)
+        hold_zeros(model, recipe.include_bias)
+        calibrate(model, [x for x, _ in batches])
     qat_epochs = recipe.finetune_epochs if recipe.qat_epochs is None else recipe.qat_epochs
     runs = _finetune(model, ctx, recipe, qat_epochs, loss, recipe.qat_lr)
-    return measure(model, "quantized", ctx, runs)
+    with stage(show, "measuring the quantized model"):
+        return measure(model, "quantized", ctx, runs)

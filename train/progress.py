@@ -1,8 +1,13 @@
-"""The training progress bar (rich, on stderr): batches done, live loss, last validation score."""
+"""Progress on stderr (rich): the training bar (batches done, live loss, last validation
+score) and `stage`, a spinner with elapsed time for the other steps that take seconds
+(compression stages, export verification, C builds, emulator runs)."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,3 +53,16 @@ class TrainProgress:
         if self._bar is not None:
             shown = f"{val:.4f}" if math.isfinite(val) else "nan"
             self._bar.update(self._task, epoch=min(epoch + 1, self.epochs), val=shown)
+
+
+@contextmanager
+def stage(enabled: bool, what: str) -> Iterator[None]:
+    """A spinner naming `what` while the block runs, then one line with its duration."""
+    if not enabled:
+        yield
+        return
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+    with console.status(f"{what} ..."):
+        yield
+    console.print(f"[green]✓[/] {what} ({time.perf_counter() - t0:.1f} s)")

@@ -148,7 +148,8 @@ def compress(
     task = None if config.get("task") in (None, "regression") else "classification"
     result = run_recipe(
         model, rec, recipe, family=config.get("family"), data=windowing or None,
-        task=task, train_stride=stride, **({"threads": threads} if threads else {}),
+        task=task, train_stride=stride, progress=True,
+        **({"threads": threads} if threads else {}),
     )  # fmt: skip
     extra = {k: config[k] for k in CARRIED if k in config}
     save_compressed(result, out, extra={**extra, "source": str(run)})

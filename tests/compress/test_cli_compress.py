@@ -49,6 +49,10 @@ def test_compress_writes_a_compressed_checkpoint_and_leaves_the_run_alone(run) -
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "quantized" in result.output and "MACs dense" in result.output
+    for step in ("structured pruning of 25% (magnitude)", "quantizing (W8A8) and calibrating",
+                 "measuring the 50% magnitude-pruned model"):  # fmt: skip
+        assert f"✓ {step}" in result.output  # progress, stage by stage, on stderr
+    assert "Warning" not in result.output  # no third-party warning that says nothing to a user
     assert _digest(run / "run") == before
     assert {"model.safetensors", "config.json", "compression.json"} <= set(_digest(run / "out"))
     config = json.loads((run / "out" / "config.json").read_text())
