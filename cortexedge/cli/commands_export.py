@@ -55,7 +55,7 @@ def _c(run_dir: Path, out: Path, options: dict) -> list[str]:
     """Generate, build and verify the C decoder in the folder `out`; returns the summary lines."""
     from cortexedge.export.c.generate import export_c, summary_lines
 
-    return summary_lines(export_c(run_dir, out, recording=options["data"]))
+    return summary_lines(export_c(run_dir, out, recording=options["data"], progress=True))
 
 
 # target name -> writer(run_dir, out, options) -> lines to print

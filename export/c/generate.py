@@ -36,6 +36,7 @@ from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
 from cortexedge.runtime.backend_c import MANIFEST, MANIFEST_VERSION, CLibrary, host_isa, host_python
 from cortexedge.runtime.model import load_decoder
+from cortexedge.train.progress import stage
 
 NUMERIC = ("auto", "float", "int")
 LIBRARY = "libdecoder.so"
@@ -130,6 +131,7 @@ def export_c(
     reference_bins: int = 2_000,
     cortex_m: bool = True,
     qemu_bins: int = 0,
+    progress: bool = False,
     **onnx_options,
 ) -> CExport:
     """Generate, build and verify the C decoder of a model in `out_dir`.
@@ -142,7 +144,8 @@ def export_c(
       `recording` and `onnx_options`);
     - `verify_bins` rows are compared with onnxruntime, the first `reference_bins` with the
       integer reference; `cortex_m`: cross-compile for sizes when arm-none-eabi-gcc exists;
-      `qemu_bins` > 0 also runs that many rows under qemu-system-arm.
+      `qemu_bins` > 0 also runs that many rows under qemu-system-arm;
+    - `progress`: show each step (export, builds, verification, emulator) on stderr.
     """
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
@@ -162,7 +165,8 @@ def export_c(
     work = Path(tempfile.mkdtemp(prefix=".c-export-", dir=out))
     try:
         manifest = _build(model_or_checkpoint, program, imodel, work, rec, onnx_path, verify_bins,
-                          reference_bins, cortex_m, qemu_bins, onnx_options, sparse)  # fmt: skip
+                          reference_bins, cortex_m, qemu_bins, onnx_options, sparse,
+                          progress)  # fmt: skip
         for f in sorted(work.iterdir()):
             target = out / f.name
             if f.is_dir():
@@ -174,9 +178,10 @@ def export_c(
 
 
 def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, reference_bins,
-           cortex_m, qemu_bins, onnx_options, policy) -> dict:  # fmt: skip
+           cortex_m, qemu_bins, onnx_options, policy, show) -> dict:  # fmt: skip
     lay = program.layout
-    _onnx(source, onnx_path, work / "decoder.onnx", rec, onnx_options)
+    with stage(show, "exporting decoder.onnx and verifying it against torch"):
+        _onnx(source, onnx_path, work / "decoder.onnx", rec, onnx_options)
     meta = load_decoder(work / "decoder.onnx").meta
     if meta.input.shape != (lay.channels,) or len(meta.outputs) != lay.outputs:
         raise CortexEdgeError(
@@ -200,24 +205,28 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
                  "graph": meta.macs},
         "memory": {"weights_bytes": program.weight_bytes},
     }  # fmt: skip
-    lib = CLibrary(build.host_library(work, LIBRARY), lay.numeric, lay.outputs, lay.channels)
+    with stage(show, f"compiling the {lay.numeric} C decoder for this machine"):
+        lib = CLibrary(build.host_library(work, LIBRARY), lay.numeric, lay.outputs, lay.channels)
     man["host_python"] = host_python() if lib.has_python else None  # for its Python entry
     man["memory"]["state_bytes"] = lib.state_size
     top = lay.max_count if imodel is not None else None
     rows, split = verify_c.input_rows(rec, lay.channels, verify_bins, top)
-    check = (
-        verify_c.verify_int(lib, imodel, work / "decoder.onnx", rows, reference_bins)
-        if imodel is not None else verify_c.verify_float(lib, work / "decoder.onnx", rows)
-    )  # fmt: skip
+    with stage(show, f"verifying the C outputs over {len(rows):,} bins"):
+        check = (
+            verify_c.verify_int(lib, imodel, work / "decoder.onnx", rows, reference_bins)
+            if imodel is not None else verify_c.verify_float(lib, work / "decoder.onnx", rows)
+        )  # fmt: skip
     man["verification"], man["verified_on"] = check.summary(), split
     if cortex_m and _have("arm-none-eabi-gcc", "arm-none-eabi-size"):
-        arm = build.arm_objects(work)
+        with stage(show, "cross-compiling for the Cortex-M4 (sizes, stack bound)"):
+            arm = build.arm_objects(work)
         arm.pop("sections")
         man["memory"]["cortex_m4"] = arm
         man["memory"]["state_bytes"] = arm["state_bytes"]
         man["memory"]["ram_bytes_bound"] = arm["state_bytes"] + arm["stack_bound_bytes"]
     if qemu_bins > 0 and _have("arm-none-eabi-gcc", qemu.QEMU):
-        man["qemu"] = _run_qemu(work, lib, rows[:qemu_bins], lay)
+        with stage(show, f"running {qemu_bins:,} bins under qemu-system-arm"):
+            man["qemu"] = _run_qemu(work, lib, rows[:qemu_bins], lay)
         man["memory"]["ram_bytes"] = man["qemu"]["state_bytes"] + man["qemu"]["stack_bytes"]
     (work / MANIFEST).write_text(json.dumps(man, indent=1))
     (work / "README.md").write_text(readme(man))
