@@ -4,10 +4,17 @@ A checkpoint folder holds `model.safetensors` (every parameter and buffer of the
 `config.json` (registry name, constructor arguments from `model.config()`, and whatever the
 caller adds: preprocessing, data fingerprint, seed). Both are written to a temporary name in the
 same folder and renamed, so a crash never leaves a half-written file. Loading never unpickles.
+
+`config.json` carries `sha256`, a seal over the weights file and every other config entry:
+a flipped bit in a tensor or an edited entry (quantization bits 8 -> 4) is refused at load.
+Before anything is allocated, the model the config describes is built on torch's meta device
+and its size compared with the weights file, so an edited `hidden: 200000` is one clear error,
+not a 480 GB allocation. Every tensor must have the model's shape and dtype.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +30,14 @@ from cortexedge.errors import CheckpointError
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-_RESERVED = ("format_version", "model", "model_class", "model_config", "versions")
+_RESERVED = ("format_version", "model", "model_class", "model_config", "versions", "sha256")
+
+
+def seal(weights: bytes, config: dict) -> str:
+    """sha256 over the weights file's bytes and the config (its own `sha256` left out)."""
+    body = {k: v for k, v in config.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(weights + b"\0" + text.encode()).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:
@@ -92,7 +106,10 @@ def save_checkpoint(
         "versions": package_versions(),
         **extra,
     }
-    write_atomic(folder / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+    weights = save(tensors, metadata={"format": "pt"})
+    config = json.loads(json.dumps(config, default=_json_default))  # as it will be read back
+    config["sha256"] = seal(weights, config)
+    write_atomic(folder / WEIGHTS_FILE, weights)
     write_json(folder / CONFIG_FILE, config)
     return folder
 
@@ -111,7 +128,14 @@ def read_config(folder: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(config, dict) or "format_version" not in config:
         raise CheckpointError(f"{path}: missing 'format_version' (not a cortexedge checkpoint?)")
-    if int(config["format_version"]) > FORMAT_VERSION:
+    version = config["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: format_version must be a whole number, got {version!r:.40}")
+    for key, kind in (("model_config", dict), ("model", str), ("sha256", str)):
+        if config.get(key) is not None and not isinstance(config[key], kind):
+            raise CheckpointError(f"{path}: {key} must be a JSON {kind.__name__}, got "
+                                  f"{type(config[key]).__name__}")  # fmt: skip
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: format version {config['format_version']} is newer than this cortexedge "
             f"({FORMAT_VERSION}); upgrade cortexedge"
@@ -148,6 +172,23 @@ def _check_tensors(tensors: dict[str, torch.Tensor], model: nn.Module, path: Pat
                 f"{path}: tensor '{k}' has shape {list(tensors[k].shape)}, "
                 f"the model expects {list(v.shape)}"
             )
+        if tensors[k].dtype != v.dtype:
+            raise CheckpointError(
+                f"{path}: tensor '{k}' is {tensors[k].dtype}, the model expects {v.dtype}"
+            )
+
+
+def _check_size(config: dict, folder: Path, file_bytes: int) -> None:
+    """Refuse a config whose model would not fit its weights file (built on the meta device,
+    so nothing is allocated): an edited size would otherwise allocate before any check."""
+    with torch.device("meta"):
+        shell = _build(config, folder)
+    need = sum(t.numel() * t.element_size() for t in shell.state_dict().values())
+    if need > file_bytes:
+        raise CheckpointError(
+            f"{folder}: the config describes a model of {need:,} bytes but "
+            f"{WEIGHTS_FILE} holds {file_bytes:,} (config.json edited?)"
+        )
 
 
 def load_checkpoint(
@@ -163,13 +204,22 @@ def load_checkpoint(
     path = folder / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
+    weights = path.read_bytes()
     try:
-        tensors = load_file(path)
+        tensors = load(weights)
     except Exception as e:  # safetensors raises its own error types for every kind of damage
         raise CheckpointError(f"{path}: corrupted safetensors file ({e})") from None
+    if config.get("sha256") is None:
+        raise CheckpointError(f"{folder}: config.json has no sha256 (saved by an older "
+                              "cortexedge? save it again)")  # fmt: skip
+    if seal(weights, config) != config["sha256"]:
+        raise CheckpointError(
+            f"{folder}: the weights or config.json were modified after saving (sha256 mismatch)"
+        )
     if model is None:
+        _check_size(config, folder, len(weights))
         model = _build(config, folder)
     _check_tensors(tensors, model, path)
     model.load_state_dict(tensors, strict=True)

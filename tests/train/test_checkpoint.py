@@ -12,7 +12,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cortexedge.errors import CheckpointError
-from cortexedge.train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from cortexedge.train.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    save_checkpoint,
+    seal,
+)
 from cortexedge.train.models.registry import build_model
 
 EXTRA = {"preprocessing": {"windowing": "binned", "bin_width": 20, "num_steps": 5}, "seed": 7}
@@ -108,10 +114,20 @@ def ckpt(tmp_path):
     return save_checkpoint(_trained_like("gru", in_channels=4, hidden=8), tmp_path / "c", extra={})
 
 
-def _edit_config(folder, **changes):
+def _reseal(folder) -> None:
+    """Recompute the seal, as a consistent but wrong checkpoint would carry it: the deeper
+    checks (class, shapes, dtypes, size) must hold on their own."""
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["sha256"] = seal((folder / WEIGHTS_FILE).read_bytes(), config)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def _edit_config(folder, resealed: bool = True, **changes):
     config = json.loads((folder / CONFIG_FILE).read_text())
     config.update(changes)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
+    if resealed:
+        _reseal(folder)
 
 
 def test_missing_folder_and_files(tmp_path, ckpt):
@@ -156,10 +172,10 @@ def test_unknown_model_class(ckpt):
 
 def test_shape_mismatch_names_the_tensor(ckpt):
     config = json.loads((ckpt / CONFIG_FILE).read_text())
-    _edit_config(ckpt, model_config={**config["model_config"], "hidden": 16})
+    _edit_config(ckpt, model_config={**config["model_config"], "hidden": 4})  # a smaller model
     with pytest.raises(
         CheckpointError,
-        match=r"tensor 'rnn.weight_ih_l0' has shape \[24, 4\], the model expects \[48, 4\]",
+        match=r"tensor 'rnn.weight_ih_l0' has shape \[24, 4\], the model expects \[12, 4\]",
     ):
         load_checkpoint(ckpt)
 
@@ -168,9 +184,11 @@ def test_missing_and_unexpected_tensors_are_named(ckpt):
     tensors = load_file(ckpt / WEIGHTS_FILE)
     bias = tensors.pop("readout.bias")
     save_file(tensors, ckpt / WEIGHTS_FILE)
+    _reseal(ckpt)
     with pytest.raises(CheckpointError, match="missing tensors readout.bias"):
         load_checkpoint(ckpt)
     save_file({**tensors, "readout.bias": bias, "extra.w": bias.clone()}, ckpt / WEIGHTS_FILE)
+    _reseal(ckpt)
     with pytest.raises(CheckpointError, match="unexpected tensors extra.w"):
         load_checkpoint(ckpt)
 
@@ -178,4 +196,52 @@ def test_missing_and_unexpected_tensors_are_named(ckpt):
 def test_bad_constructor_arguments(ckpt):
     _edit_config(ckpt, model_config={"in_channels": 4, "wings": 2})
     with pytest.raises(CheckpointError, match="wings"):
+        load_checkpoint(ckpt)
+
+
+def test_a_flipped_bit_in_the_weights_is_refused(ckpt):
+    path = ckpt / WEIGHTS_FILE
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x10  # inside the last tensor's data: still a valid safetensors file
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"modified after saving \(sha256 mismatch\)"):
+        load_checkpoint(ckpt)
+
+
+def test_an_edited_config_entry_is_refused(ckpt):
+    _edit_config(ckpt, resealed=False, seed=123)
+    with pytest.raises(CheckpointError, match="modified after saving"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16])
+def test_tensors_of_another_dtype_are_refused(ckpt, dtype):
+    tensors = load_file(ckpt / WEIGHTS_FILE)
+    tensors["readout.bias"] = tensors["readout.bias"].to(dtype)
+    save_file(tensors, ckpt / WEIGHTS_FILE)
+    _reseal(ckpt)
+    with pytest.raises(CheckpointError, match=f"'readout.bias' is {dtype}, the model expects"):
+        load_checkpoint(ckpt)
+
+
+def test_a_huge_size_is_refused_before_anything_is_allocated(ckpt):
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    _edit_config(ckpt, model_config={**config["model_config"], "hidden": 200_000})
+    with pytest.raises(CheckpointError, match=r"describes a model of [\d,]+ bytes but"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format_version": "abc"}, "format_version must be a whole number"),
+        ({"format_version": True}, "format_version must be a whole number"),
+        ({"model_config": [1, 2]}, "model_config must be a JSON dict, got list"),
+        ({"model": 5}, "model must be a JSON str, got int"),
+        ({"sha256": None}, "has no sha256"),
+    ],
+)
+def test_wrong_config_types_are_one_clear_error(ckpt, changes, message):
+    _edit_config(ckpt, resealed=False, **changes)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(ckpt)
