@@ -76,8 +76,9 @@ def load_compressed(
     Pass `model`, a fresh instance of the ORIGINAL architecture, for a class that is not in
     the registry.
     """
+    from cortexedge.families import FAMILIES
     from cortexedge.train.checkpoint import load_checkpoint, read_config
-    from cortexedge.train.models.registry import MODELS, build_model
+    from cortexedge.train.models.registry import build_model
 
     config = read_config(folder)
     info = config.get(CONFIG_KEY)
@@ -85,7 +86,7 @@ def load_compressed(
         return load_checkpoint(folder, model)
     if model is None:
         name = config.get("model")
-        if name not in MODELS:
+        if name not in FAMILIES:
             raise CheckpointError(
                 f"{folder}: model class '{name or config.get('model_class')}' is not registered; "
                 "pass a fresh instance of it to load_compressed"

@@ -10,9 +10,9 @@ stamp the metadata contract -> write atomically. Any failure leaves no file behi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -34,6 +34,9 @@ from cortexedge.export.verify import (
     verify_step,
 )
 from cortexedge.recording import Recording
+
+if TYPE_CHECKING:
+    import onnx
 
 SEQUENCE_CHECK_LENGTH = 256  # window used to verify a sequence graph with a free time dim
 SYNTHETIC_BINS = 4096
@@ -149,21 +152,6 @@ def _refuse(check: Verification, hint: str = "") -> None:
         )
 
 
-def _integer_kernel_hint(check: Verification, retry: Callable[[], Verification]) -> str:
-    """For a quantized graph that failed: does it pass when onnxruntime keeps QDQ in float?
-    Then its integer kernels are at fault (on x86 CPUs without VNNI, u8s8 products saturate
-    int16 sums when weights use the full int8 range), not the export."""
-    if check.passed or check.max_err_steps is None:
-        return ""
-    again = retry()
-    if not again.passed:
-        return ""
-    return (
-        f"; with QDQ kept in float it verifies (max error {again.max_rel_err:.3g}): "
-        "onnxruntime's integer kernels on this CPU are at fault (int8 saturation without VNNI)"
-    )
-
-
 def to_onnx(
     model_or_checkpoint: nn.Module | str | os.PathLike,
     path: str | os.PathLike,
@@ -196,56 +184,18 @@ def to_onnx(
         raise CortexEdgeError(f"verify_bins: must be an integer >= {MIN_BINS}, got {verify_bins!r}")
     rec = _recording(recording)
     source = _source(model_or_checkpoint, rec)
-    model, specs = source.model, state_specs(source.model)
+    specs = state_specs(source.model)  # first: a module without init_state/step is told so
     shape, modality = source.input_shape(input_shape), source.modality(modality)
     bin_width = source.bin_ms(bin_ms)
     if rec is not None and rec.input_shape != shape:
         raise CortexEdgeError(
             f"recording: one bin has shape {list(rec.input_shape)}, the model reads {list(shape)}"
         )
-    bits = bit_widths(model)
-    tol = Tolerance(bits["activations"] if bits else None)
-
-    step, dynamic = export_step(model, specs, shape, opset, tol)
-    step = finalize.finalize_graph(step, simplify_graph=simplify)
-    step_bytes = finalize.serialize(step)
-    step_sess = session(step_bytes)
-    inputs, split = _check_inputs(source, shape, modality)
-    facts = dict(split=split, bins=verify_bins, streams=2 if dynamic else 1)
-    check = verify_step(model, step_sess, specs, inputs, tol, **facts)
-
-    def as_float() -> Verification:
-        float_qdq = session(step_bytes, qdq_as_float=True)
-        return verify_step(model, float_qdq, specs, inputs, tol, **facts)
-
-    _refuse(check, _integer_kernel_hint(check, as_float))
-    graph, seq_check = step, None
+    step = _verified_step(source, specs, shape, modality, opset, verify_bins, simplify)
+    graph, seq_check = step.graph, None
     if sequence:
-        graph = sequence_graph(step, specs, sequence_length)
-        graph = finalize.finalize_graph(graph, simplify_graph=False)
-        length = sequence_length or SEQUENCE_CHECK_LENGTH
-        seq_sess = session(finalize.serialize(graph))
-        seq_check = verify_sequence(seq_sess, step_sess, specs, inputs, length, tol, **facts)
-        _refuse(seq_check)
-
-    from cortexedge.export.score import score
-
-    extra = {"graph": "step", "dynamic_batch": dynamic}
-    if rec is not None:
-        extra["recording_fingerprint"] = rec.fingerprint()
-    if source.config.get("data_fingerprint"):
-        extra["trained_on_fingerprint"] = source.config["data_fingerprint"]
-    meta = metadata(
-        source,
-        step_graph=step,
-        specs=specs,
-        input=input_spec(source, shape, modality),
-        bin_ms=bin_width,
-        bits=bits,
-        score=score(step_sess, specs, rec, source.task()) if rec is not None else None,
-        verification=_verification(check, seq_check),
-        extra=extra,
-    )
+        graph, seq_check = _verified_sequence(step, sequence_length)
+    meta = _contract(source, step, shape, modality, bin_width, seq_check)
     if sequence:
         meta = _stamp_sequence(graph, meta, sequence_length)
     else:
@@ -254,6 +204,72 @@ def to_onnx(
         meta = attach(graph, meta)
     data = finalize.serialize(graph)
     finalize.write(out, data)
-    return ExportReport(
-        out, "sequence" if sequence else "step", meta, check, seq_check, dynamic, len(data)
+    kind = "sequence" if sequence else "step"
+    return ExportReport(out, kind, meta, step.check, seq_check, step.dynamic, len(data))
+
+
+@dataclass
+class _Step:
+    """A finalized step graph with its session and its verification against torch."""
+
+    graph: onnx.ModelProto
+    session: object
+    specs: tuple
+    inputs: np.ndarray
+    tol: Tolerance
+    facts: dict
+    check: Verification
+    dynamic: bool
+    bits: dict | None
+
+
+def _verified_step(
+    source: Source, specs: tuple, shape, modality: str, opset: int, bins: int, simplify: bool
+) -> _Step:
+    """Trace, finalize and verify the step graph; refuses one that fails verification."""
+    model = source.model
+    bits = bit_widths(model)
+    tol = Tolerance(bits["activations"] if bits else None)
+    step, dynamic = export_step(model, specs, shape, opset, tol)
+    step = finalize.finalize_graph(step, simplify_graph=simplify)
+    sess = session(finalize.serialize(step))
+    inputs, split = _check_inputs(source, shape, modality)
+    facts = dict(split=split, bins=bins, streams=2 if dynamic else 1)
+    check = verify_step(model, sess, specs, inputs, tol, **facts)
+    _refuse(check)
+    return _Step(step, sess, specs, inputs, tol, facts, check, dynamic, bits)
+
+
+def _verified_sequence(step: _Step, length: int | None) -> tuple[onnx.ModelProto, Verification]:
+    """The sequence graph of a verified step graph, checked against it."""
+    graph = sequence_graph(step.graph, step.specs, length)
+    graph = finalize.finalize_graph(graph, simplify_graph=False)
+    seq_sess = session(finalize.serialize(graph))
+    check = verify_sequence(seq_sess, step.session, step.specs, step.inputs,
+                            length or SEQUENCE_CHECK_LENGTH, step.tol, **step.facts)  # fmt: skip
+    _refuse(check)
+    return graph, check
+
+
+def _contract(source: Source, step: _Step, shape, modality: str, bin_ms: float,
+              seq_check: Verification | None) -> DecoderMetadata:  # fmt: skip
+    """The metadata contract of a verified export, scored on the recording's test split."""
+    from cortexedge.export.score import score
+
+    rec = source.recording
+    extra = {"graph": "step", "dynamic_batch": step.dynamic}
+    if rec is not None:
+        extra["recording_fingerprint"] = rec.fingerprint()
+    if source.config.get("data_fingerprint"):
+        extra["trained_on_fingerprint"] = source.config["data_fingerprint"]
+    return metadata(
+        source,
+        step_graph=step.graph,
+        specs=step.specs,
+        input=input_spec(source, shape, modality),
+        bin_ms=bin_ms,
+        bits=step.bits,
+        score=score(step.session, step.specs, rec, source.task()) if rec is not None else None,
+        verification=_verification(step.check, seq_check),
+        extra=extra,
     )

@@ -25,10 +25,16 @@ from torch import nn
 from cortexedge import __version__
 from cortexedge.contract import DecoderMetadata, InputSpec, OutputSpec, StateSpec
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.families import INPUT_KINDS, family_of
+from cortexedge.families import modality_of, streaming_of
 from cortexedge.recording import Recording
 
 CLASS_UNIT = "logit"
+# recording modality -> the contract's input kind
+INPUT_KINDS: dict[str, str] = {
+    "spikes": "spike_counts",
+    "calcium": "calcium",
+    "widefield": "frames",
+}
 
 
 @dataclass
@@ -47,10 +53,10 @@ class Source:
         return self.config.get("recording") or {}
 
     def modality(self, override: str | None) -> str:
-        """Recording modality: given > recording > checkpoint > family default."""
+        """Recording modality: given > recording > checkpoint > what the class declares."""
         rec = self.recording.modality if self.recording is not None else None
         modality = override or rec or self.recorded.get("modality")
-        modality = modality or family_of(self.family).modality
+        modality = modality or modality_of(self.model)
         if modality not in INPUT_KINDS:
             raise CortexEdgeError(
                 f"modality: cannot tell what the model reads; pass modality= one of "
@@ -154,6 +160,9 @@ def metadata(
     width = next(v for v in step_graph.graph.output if v.name == "y")
     stored = footprint(source.model)
     extra = {**extra, "graph_macs_dense": graph.dense, "graph_macs_effective": graph.effective}
+    streaming, declared = streaming_of(source.model)
+    if not declared:
+        extra["assumed"] = "streaming_mode 'stateful': the model's class declares none"
     return DecoderMetadata(
         toolkit_version=__version__,
         model_family=source.family or type(source.model).__name__,
@@ -161,7 +170,7 @@ def metadata(
         input=input,
         outputs=output_specs(source, width.type.tensor_type.shape.dim[-1].dim_value),
         states=list(specs),
-        streaming=family_of(source.family).streaming(source.model),
+        streaming=streaming,
         macs={"dense": round(macs.dense), "effective": round(macs.effective)},
         params=stored["params"],
         bytes=stored["bytes"],

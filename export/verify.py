@@ -88,17 +88,14 @@ class Verification:
         return asdict(self)
 
 
-def session(model_bytes: bytes, qdq_as_float: bool = False) -> ort.InferenceSession:
+def session(model_bytes: bytes) -> ort.InferenceSession:
     """A single-threaded onnxruntime session configured exactly as the runtime's ORT backend
-    (its graph optimizations decide, e.g., whether QDQ pairs become integer kernels), so the
-    verification measures what the runtime will run. `qdq_as_float` keeps QuantizeLinear /
-    DequantizeLinear as separate float ops (no integer kernels), for diagnosis."""
+    (which keeps QuantizeLinear/DequantizeLinear unfused), so the verification measures what
+    the runtime will run."""
     from cortexedge.runtime.backend_ort import session_options
 
     opts = session_options(1)
     opts.log_severity_level = 4  # failures surface as exceptions; no stderr noise from probes
-    if qdq_as_float:
-        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
 
 

@@ -144,13 +144,14 @@ def read_config(folder: str | os.PathLike) -> dict:
 
 
 def _build(config: dict, folder: Path) -> nn.Module:
-    from cortexedge.train.models.registry import MODELS, build_model
+    from cortexedge.families import FAMILIES
+    from cortexedge.train.models.registry import build_model
 
     name = config.get("model")
-    if name not in MODELS:
+    if name not in FAMILIES:
         raise CheckpointError(
             f"{folder}: unknown model class '{name or config.get('model_class')}' "
-            f"(registered: {', '.join(sorted(MODELS))}); pass the model to load_checkpoint"
+            f"(registered: {', '.join(sorted(FAMILIES))}); pass the model to load_checkpoint"
         )
     try:
         return build_model(name, **(config.get("model_config") or {}))

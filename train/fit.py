@@ -5,7 +5,8 @@ windows and which loss applies come from the model family's training spec (`spec
 the `windows`/`loss` arguments. Seeds (torch, numpy, random) are fixed and recorded; spike
 inputs get AEGRU's Poisson jitter; the weights with the best validation score (R², or balanced
 accuracy for classifiers) are kept. With `out`, the run folder receives `epochs.jsonl` (one line
-per epoch), `metrics.json` and the checkpoint (`checkpoint.py`).
+per epoch), `metrics.json` and the checkpoint (`checkpoint.py`), staged in a hidden folder next
+to it and moved into place when the run is complete: a failed or killed run leaves `out` as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import math
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cortexedge import metrics as M
+from cortexedge.atomic import fsync_dir
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import SPLITS, Recording
 from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
@@ -222,19 +226,59 @@ def fit(
       other processes share the two cores).
     """
     t0 = time.perf_counter()
-    settings = Settings(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        patience=patience,
-        seed=seed,
-        augment_poisson=augment_poisson if recording.modality == "spikes" else 0.0,
-        grad_clip=grad_clip,
-        train_stride=train_stride,
-        max_seconds=max_seconds,
-    )
+    settings = Settings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                        patience=patience, seed=seed, grad_clip=grad_clip,
+                        augment_poisson=augment_poisson if recording.modality == "spikes" else 0.0,
+                        train_stride=train_stride, max_seconds=max_seconds)  # fmt: skip
     family = family or registered_name(model)
+    plan = _plan(model, recording, family, task, monitor, data, windows, loss, train_stride)
+    seed_everything(seed)
+    out = Path(out) if out is not None else None
+    stage = _stage_folder(out) if out is not None else None
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or 1)
+    try:
+        history, best_state, best_epoch = _train(
+            model, plan.sets, plan.step, settings, plan.monitor, stage, progress, t0
+        )
+        model.load_state_dict(best_state)
+        results = {s: evaluate(model, d, plan.kind) for s, d in plan.sets.items() if s != "train"}
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        torch.set_num_threads(old_threads)
+    seconds = time.perf_counter() - t0
+    metrics = {**results, **plan.facts(), "best_epoch": best_epoch, "epochs_run": len(history),
+               "seconds": round(seconds, 3), "seed": seed}  # fmt: skip
+    config = _run_config(
+        recording, family, plan.kind, plan.preprocessing, settings, loss is not None
+    )
+    config["best_epoch"] = best_epoch
+    if out is not None:
+        _publish(model, stage, out, config, metrics)
+    return FitResult(model.eval(), metrics, history, best_epoch, seconds, out, config)
+
+
+@dataclass
+class _Plan:
+    """What a run trains on and how: target kind, monitored metric, window sets, loss step."""
+
+    kind: str
+    monitor: str
+    preprocessing: dict
+    sets: dict
+    step: _Step
+
+    def facts(self) -> dict:
+        """What metrics.json records about the plan."""
+        return {"split": {s: len(d) for s, d in self.sets.items()}, "task": self.kind,
+                "monitor": self.monitor}  # fmt: skip
+
+
+def _plan(model, recording, family, task, monitor, data, windows, loss, train_stride) -> _Plan:
+    """Check the family's spec against the recording and make the window sets and loss."""
     spec = spec_for(family)
     kind = target_kind(recording, task)
     spec.check(recording, kind, family)
@@ -245,45 +289,36 @@ def fit(
     data = spec.data_for(model, data) if windows is None else {}
     windowing = spec.windowing if windows is None else "custom"
     preprocessing = {"windowing": windowing, **data, "train_stride": train_stride}
-    seed_everything(seed)
-    sets = {
-        s: WindowSet.of(w, kind)
-        for s, w in _window_sets(recording, spec, windows, data, train_stride).items()
-    }
+    made = _window_sets(recording, spec, windows, data, train_stride)
+    sets = {s: WindowSet.of(w, kind) for s, w in made.items()}
     forward = spec.forward if loss is None else (lambda m, x: m(x))
     step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
-    out = Path(out) if out is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "epochs.jsonl").write_text("")
+    return _Plan(kind, monitor, preprocessing, sets, step)
 
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or 1)
+
+def _stage_folder(out: Path) -> Path:
+    """A fresh hidden folder next to `out` that the run writes into until it is complete, so a
+    run that fails or is killed leaves `out` as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def _publish(model: nn.Module, stage: Path, out: Path, config: dict, metrics: dict) -> None:
+    """Write the checkpoint and metrics into the staged folder, then move it into place: a new
+    `out` by one rename, an existing one file by file (each file whole)."""
+    save_checkpoint(model, stage, extra=config)
+    write_json(stage / "metrics.json", metrics)
+    fsync_dir(stage)
     try:
-        history, best_state, best_epoch = _train(
-            model, sets, step, settings, monitor, out, progress, t0
-        )
-        model.load_state_dict(best_state)
-        results = {s: evaluate(model, d, kind) for s, d in sets.items() if s != "train"}
+        if not out.exists():
+            os.rename(stage, out)
+            fsync_dir(out.parent)
+            return
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+        fsync_dir(out)
     finally:
-        torch.set_num_threads(old_threads)
-    seconds = time.perf_counter() - t0
-    metrics = {
-        **results,
-        "split": {s: len(d) for s, d in sets.items()},
-        "task": kind,
-        "monitor": monitor,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "seconds": round(seconds, 3),
-        "seed": seed,
-    }
-    config = _run_config(recording, family, kind, preprocessing, settings, loss is not None)
-    config["best_epoch"] = best_epoch
-    if out is not None:
-        save_checkpoint(model, out, extra=config)
-        write_json(out / "metrics.json", metrics)
-    return FitResult(model.eval(), metrics, history, best_epoch, seconds, out, config)
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _run_config(
@@ -370,7 +405,7 @@ def _train(
                 "seconds": round(time.perf_counter() - t0, 3),
             }
             history.append(row)
-            if out is not None:
+            if out is not None:  # the staged run folder
                 with open(out / "epochs.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
             bar.epoch(epoch, val[monitor])

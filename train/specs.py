@@ -1,5 +1,6 @@
 """Training specs: how each model family turns a recording into batches, which loss it trains
-with and how its outputs become predictions. A registry keyed by model family, never an if-chain.
+with and how its outputs become predictions. Each row of the family table
+(`cortexedge/families.py`) names its spec here; `spec_for` reads the row, never an if-chain.
 
 A spec names a windowing function with its default parameters, the training forward pass, the
 loss and the modalities the family reads. Models that are not registered (a user's own
@@ -213,18 +214,16 @@ class TrainingSpec:
 
 
 DEFAULT_SPEC = TrainingSpec(windowing="sliding", data={"length": 10})
-TRAINING_SPECS: dict[str, TrainingSpec] = {}
-
-
-def register_spec(family: str, spec: TrainingSpec) -> TrainingSpec:
-    """Register how the model family `family` (its registry name) is trained."""
-    TRAINING_SPECS[family] = spec
-    return spec
 
 
 def spec_for(family: str | None) -> TrainingSpec:
-    """The spec of a model family, or the default spec for unregistered models."""
-    return TRAINING_SPECS.get(family or "", DEFAULT_SPEC)
+    """The training spec of a family's row in the family table, or the default spec for an
+    unregistered model (or a row that names none)."""
+    from cortexedge.families import FAMILIES
+
+    row = FAMILIES.get(family or "")
+    spec = row.training_spec() if row is not None else None
+    return spec if spec is not None else DEFAULT_SPEC
 
 
 # ----------------------------------------------------------------------------- our families
@@ -245,56 +244,45 @@ def _movement_focal_loss(out: Tensor, x: Tensor, target: Tensor, kind: str) -> t
     return focal_loss(logits, target, alpha=FOCAL_ALPHA), {}
 
 
+# The specs of the family table's rows (cortexedge/families.py names them by import path).
 _BINNED = {"bin_width": 20, "num_steps": 5}  # AEGRU: 5 bins of 80 ms at 4 ms samples
-register_spec(
-    "aegru",
-    TrainingSpec(
-        windowing="binned",
-        data=_BINNED,
-        model_data=lambda m: {"bin_width": m.bin_width, "num_steps": m.num_steps},
-        forward=lambda m, x: m.forward_train(x),
-        loss=_aegru_loss,
-        modalities=("spikes",),
-        kinds=("regression",),
-        build_kwargs=_channels_out,
-    ),
+AEGRU_SPEC = TrainingSpec(
+    windowing="binned",
+    data=_BINNED,
+    model_data=lambda m: {"bin_width": m.bin_width, "num_steps": m.num_steps},
+    forward=lambda m, x: m.forward_train(x),
+    loss=_aegru_loss,
+    modalities=("spikes",),
+    kinds=("regression",),
+    build_kwargs=_channels_out,
 )
 # GRU/LSTM decoders stream one row per step, so by default they train on windows of consecutive
 # rows (no binning): what `step` sees when the exported decoder runs.
-_ROWS = {"bin_width": 1, "num_steps": 50}
-for _family in ("gru", "lstm"):
-    register_spec(_family, TrainingSpec(windowing="binned", data=_ROWS, build_kwargs=_channels_out))
-register_spec(
-    "roi_gru",
-    TrainingSpec(
-        windowing="sliding",
-        data={"length": 31},  # Ajioka et al.: ±15 frames, here the 31 frames up to the label
-        modalities=("calcium",),
-        build_kwargs=_channels_out,
-    ),
+ROWS_SPEC = TrainingSpec(
+    windowing="binned", data={"bin_width": 1, "num_steps": 50}, build_kwargs=_channels_out
 )
-register_spec(
-    "cnn_bilstm",
-    TrainingSpec(
-        windowing="sliding",
-        data={"length": 32},
-        model_data=lambda m: {"length": m.lookback},
-        loss=_movement_focal_loss,
-        modalities=("calcium",),
-        kinds=("multilabel",),
-        build_kwargs=lambda rec, kind: {"in_channels": rec.input_shape[0]},
-    ),
+ROI_GRU_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": 31},  # Ajioka et al.: ±15 frames, here the 31 frames up to the label
+    modalities=("calcium",),
+    build_kwargs=_channels_out,
 )
-register_spec(
-    "cnn_rnn",
-    TrainingSpec(
-        windowing="sliding",
-        data={"length": 16},
-        modalities=("widefield",),
-        kinds=("binary", "multilabel"),
-        build_kwargs=lambda rec, kind: {
-            "frame_shape": list(rec.input_shape),
-            "out_dim": output_size(rec, kind),
-        },
-    ),
+CNN_BILSTM_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": 32},
+    model_data=lambda m: {"length": m.lookback},
+    loss=_movement_focal_loss,
+    modalities=("calcium",),
+    kinds=("multilabel",),
+    build_kwargs=lambda rec, kind: {"in_channels": rec.input_shape[0]},
+)
+CNN_RNN_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": 16},
+    modalities=("widefield",),
+    kinds=("binary", "multilabel"),
+    build_kwargs=lambda rec, kind: {
+        "frame_shape": list(rec.input_shape),
+        "out_dim": output_size(rec, kind),
+    },
 )

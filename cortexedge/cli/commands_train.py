@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from cortexedge.errors import CortexEdgeError
+from cortexedge.families import help_text
 
 QUICK = {"epochs": 2, "train_stride": 8, "patience": 2}  # a smoke run, not a result
 
@@ -21,11 +22,12 @@ def _build(name: str, rec, cfg, kind: str):
     """Build model `name` for `rec`: sizes from the recording, then [model], then [data]."""
     import inspect
 
+    from cortexedge.families import FAMILIES
     from cortexedge.train.config import check_model_keys
-    from cortexedge.train.models.registry import MODELS, build_model
+    from cortexedge.train.models.registry import build_model
     from cortexedge.train.specs import spec_for
 
-    cls = MODELS[name]
+    cls = FAMILIES[name].model_class()
     spec = spec_for(name)
     spec.check(rec, kind, name)
     check_model_keys(cfg, cls)
@@ -53,7 +55,7 @@ def _build(name: str, rec, cfg, kind: str):
     "--model",
     "model_name",
     required=True,
-    help="A registered model (aegru, gru, lstm, cnn_bilstm, cnn_rnn, roi_gru) or ridge.",
+    help=f"A family of the family table: {help_text()}; or ridge (lagged Wiener filter).",
 )
 @click.option(
     "--config",
@@ -81,14 +83,14 @@ def train(
     quick: bool,
 ) -> None:
     """Train a decoder on a recording; writes the checkpoint, metrics.json and epochs.jsonl."""
+    from cortexedge.families import FAMILIES
     from cortexedge.recording import Recording
     from cortexedge.train.config import RunConfig, load_config
-    from cortexedge.train.models.registry import MODELS
 
     if out.exists() and not out.is_dir():
         raise CortexEdgeError(f"--out {out} exists and is not a folder")
-    if model_name != "ridge" and model_name not in MODELS:
-        known = ", ".join([*sorted(MODELS), "ridge"])
+    if model_name != "ridge" and model_name not in FAMILIES:
+        known = ", ".join([*sorted(FAMILIES), "ridge"])
         raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")
     cfg = load_config(config_path) if config_path is not None else RunConfig()
     rec = Recording.load(data_path)

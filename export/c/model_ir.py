@@ -132,24 +132,26 @@ def _read_recurrent(model: nn.Module) -> Structure:
     )  # fmt: skip
 
 
-# model class name -> reader of its parts
+# family (a row of cortexedge/families.py) -> reader of its parts
 MODEL_READERS: dict[str, Callable[[nn.Module], Structure]] = {
-    "AEGRU": _read_aegru,
-    "GRUDecoder": _read_recurrent,
-    "LSTMDecoder": _read_recurrent,
+    "aegru": _read_aegru,
+    "gru": _read_recurrent,
+    "lstm": _read_recurrent,
 }
 
 
 def read_structure(model: nn.Module) -> Structure:
     """The checked parts of an inference-mode decoder (training-only parts already removed)."""
-    reader = MODEL_READERS.get(type(model).__name__)
+    from cortexedge.train.checkpoint import registered_name
+
+    reader = MODEL_READERS.get(registered_name(model) or "")
     if reader is None:
         for name, module in model.named_modules():
             if name and not list(module.children()):
                 layer_kind(module, name)
         raise CortexEdgeError(
             f"C export: no C reader for model class {type(model).__name__} "
-            f"(supported: {', '.join(sorted(MODEL_READERS))})"
+            f"(supported families: {', '.join(sorted(MODEL_READERS))})"
         )
     if getattr(model, "aux", None) is not None:
         raise CortexEdgeError("C export: pass the inference module (training-only parts attached)")

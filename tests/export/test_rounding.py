@@ -1,13 +1,10 @@
-"""Rounding-boundary bins: a flip a nudged state reproduces is explained, a real error is not;
-and a quantized failure that passes with QDQ kept in float is blamed on the integer kernels."""
+"""Rounding-boundary bins: a flip a nudged state reproduces is explained, a real error is not."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cortexedge.export.api import _integer_kernel_hint
 from cortexedge.export.rounding import resolve
-from cortexedge.export.verify import Verification
 
 
 def _quantize(states: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
@@ -29,15 +26,3 @@ def test_flip_on_a_boundary_is_explained_and_real_errors_are_not():
     assert explained == 1
     assert refs["y"][0, 0, 0] == 3.0  # the nudged evaluation that agrees is the reference now
     assert refs["y"][1, 0, 0] == 7.0  # the real error stays and will fail the bound
-
-
-def _check(passed: bool, steps: float | None) -> Verification:
-    return Verification(1000, 2, 200, "test", "torch", 0.1, 0.01, 0.05, steps, "y", "r", passed)
-
-
-def test_integer_kernel_hint():
-    assert _integer_kernel_hint(_check(True, 0.1), lambda: _check(True, 0.0)) == ""
-    assert _integer_kernel_hint(_check(False, None), lambda: _check(True, None)) == ""  # float
-    assert _integer_kernel_hint(_check(False, 6.0), lambda: _check(False, 6.0)) == ""
-    hint = _integer_kernel_hint(_check(False, 6.0), lambda: _check(True, 0.0))
-    assert "with QDQ kept in float it verifies" in hint and "without VNNI" in hint

@@ -92,6 +92,25 @@ def test_run_folder_files_and_metrics_keys(tmp_path):
     assert config["data_fingerprint"] == rec.fingerprint() and config["seed"] == 0
 
 
+def test_a_failed_run_leaves_the_previous_run_folder_as_it_was(tmp_path):
+    rec = linear_recording()
+    fit(_model(), rec, epochs=2, batch_size=64, progress=False, out=tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    calls = []
+
+    def failing(out, target):  # fails in the second epoch, after one epoch was logged
+        calls.append(1)
+        if len(calls) > 30:
+            raise RuntimeError("out of memory")
+        return F.mse_loss(out, target)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit(_model(seed=1), rec, epochs=3, batch_size=64, progress=False, loss=failing,
+            out=tmp_path / "run")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staged folder left
+
+
 def test_classifier_metrics_and_chance_level(tmp_path):
     rec = binary_recording()
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""Model registry: names, unknown names, user classes, and rebuilding from `config()`."""
+"""The family table through the model registry: names, unknown names, user classes, and
+rebuilding from `config()`."""
 
 import json
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from cortexedge.errors import CheckpointError, CortexEdgeError
+from cortexedge.families import FAMILIES
 from cortexedge.train.models import registry
-from cortexedge.train.models.registry import MODELS, build_model, model_name, register_model
+from cortexedge.train.models.registry import build_model, model_name, register_model
 
 # Non-default settings, so that a config() dropping any of them would show in the round trip.
 CONFIGS = {
@@ -33,7 +35,7 @@ CONFIGS = {
 
 
 def test_registered_names():
-    assert sorted(MODELS) == sorted(CONFIGS)
+    assert sorted(FAMILIES) == sorted(CONFIGS)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -67,10 +69,12 @@ def test_bad_config_keyword():
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
-    """A copy of MODELS that the test may extend without leaking into other tests."""
-    monkeypatch.setattr(registry, "MODELS", dict(MODELS))
-    return registry.MODELS
+def scratch_registry():
+    """The family table, restored after the test: rows it adds do not leak into other tests."""
+    saved = dict(FAMILIES)
+    yield FAMILIES
+    FAMILIES.clear()
+    FAMILIES.update(saved)
 
 
 class Doubler(torch.nn.Module):
@@ -89,7 +93,7 @@ class Doubler(torch.nn.Module):
 
 def test_register_user_class(scratch_registry):
     assert register_model("doubler")(Doubler) is Doubler
-    assert scratch_registry["doubler"] is Doubler
+    assert scratch_registry["doubler"].model_class() is Doubler
     model = registry.build_model("doubler", scale=3.0)
     assert model(torch.ones(2)).tolist() == [3.0, 3.0]
     assert registry.model_name(model) == "doubler"
@@ -117,6 +121,6 @@ def test_package_reexports_lazily():
     import cortexedge.train.models as models
 
     assert models.build_model is build_model
-    assert models.AEGRU is MODELS["aegru"]
+    assert models.AEGRU is FAMILIES["aegru"].model_class()
     with pytest.raises(AttributeError, match="has no attribute 'Transformer'"):
         models.Transformer  # noqa: B018

@@ -5,7 +5,7 @@
 - `cnn_bilstm.py`: AttnCNNBiLSTM for two-photon calcium traces
 - `cnn_rnn.py`: CNNRNN (widefield frames) and ROIGRU (ROI traces)
 - `losses.py`: aegru_loss, focal_loss
-- `registry.py`: MODELS, register_model, build_model, model_name
+- `registry.py`: register_model, build_model, model_name (rows of cortexedge/families.py)
 - `inputs.py`: input transforms and the input-shape check shared by the models
 
 The names are re-exported lazily: importing this package alone does not import torch.
@@ -22,7 +22,6 @@ _EXPORTS = {
     "ROIGRU": "cnn_rnn",
     "aegru_loss": "losses",
     "focal_loss": "losses",
-    "MODELS": "registry",
     "register_model": "registry",
     "build_model": "registry",
     "model_name": "registry",

@@ -75,6 +75,18 @@ class AEGRUAux(nn.Module):
 class AEGRU(nn.Module):
     """Autoencoder-regularised GRU decoder of binned spike counts; see the module docstring."""
 
+    modality = "spikes"
+
+    @property
+    def streaming_mode(self) -> str:
+        """ "window" (the published mode: every step re-reads the last bins) or "stateful"."""
+        return self.mode
+
+    @property
+    def streaming_window(self) -> int:
+        """Rows a window-mode step reads: `num_steps` bins of `bin_width` rows."""
+        return self.num_steps * self.bin_width
+
     def __init__(
         self,
         in_channels: int,

@@ -51,6 +51,14 @@ class AdditiveAttention(nn.Module):
 class AttnCNNBiLSTM(nn.Module):
     """Conv1d features -> BiLSTM -> additive attention -> movement (+ kinematics) heads."""
 
+    modality = "calcium"
+    streaming_mode = "window"  # bidirectional: each step re-reads a fixed lookback
+
+    @property
+    def streaming_window(self) -> int:
+        """Rows each step reads: the lookback."""
+        return self.lookback
+
     def __init__(
         self,
         in_channels: int,

@@ -34,6 +34,9 @@ from cortexedge.train.models.rnn import GRUDecoder
 class CNNRNN(nn.Module):
     """Per-frame small CNN on stacked frames -> GRU -> one logit per frame."""
 
+    modality = "widefield"
+    streaming_mode = "stateful"
+
     def __init__(
         self,
         frame_shape: tuple[int, int] | list[int] = (64, 64),
@@ -122,6 +125,8 @@ class CNNRNN(nn.Module):
 
 class ROIGRU(GRUDecoder):
     """Ajioka et al.'s ROI model: GRU(32) over 50 ROI ΔF/F traces -> one run/rest logit per row."""
+
+    modality = "calcium"
 
     def __init__(
         self,

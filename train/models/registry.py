@@ -1,8 +1,10 @@
-"""Decoder classes by name: what a checkpoint's JSON names and `build_model` rebuilds.
+"""Decoder classes of the family table: what a checkpoint's JSON names and `build_model` rebuilds.
 
 Every registered class exposes `config() -> dict` (its constructor kwargs, JSON-able), so a
 checkpoint stores `(name, config)` next to the weights and `build_model(name, **config)` makes an
-identical module. Users add their own class with `@register_model("name")`.
+identical module. The built-in families and a user's class (`@register_model("name")`) are rows
+of the one table in `cortexedge/families.py`; a class declares its streaming mode and modality
+itself (see that module).
 """
 
 from __future__ import annotations
@@ -13,53 +15,43 @@ from collections.abc import Callable
 from torch import nn
 
 from cortexedge.errors import CheckpointError, CortexEdgeError
-from cortexedge.train.models.aegru import AEGRU
-from cortexedge.train.models.cnn_bilstm import AttnCNNBiLSTM
-from cortexedge.train.models.cnn_rnn import CNNRNN, ROIGRU
-from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
-
-MODELS: dict[str, type[nn.Module]] = {
-    "aegru": AEGRU,
-    "gru": GRUDecoder,
-    "lstm": LSTMDecoder,
-    "cnn_bilstm": AttnCNNBiLSTM,
-    "cnn_rnn": CNNRNN,
-    "roi_gru": ROIGRU,
-}
+from cortexedge.families import FAMILIES, Family, register, streaming_of
 
 
-def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator adding a user's decoder to MODELS under `name`."""
+def register_model(
+    name: str, spec: object = None, summary: str = ""
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a user's decoder to the family table under `name`, with its
+    TrainingSpec (`spec`, default: sliding windows and the task's criterion)."""
 
     def add(cls: type[nn.Module]) -> type[nn.Module]:
         if not callable(getattr(cls, "config", None)):
             raise CortexEdgeError(f"model class {cls.__name__} needs a config() method")
-        if MODELS.get(name, cls) is not cls:
-            raise CortexEdgeError(
-                f"model name '{name}' is already registered to {MODELS[name].__name__}"
-            )
-        MODELS[name] = cls
+        register(Family(name, cls, spec, summary))
         return cls
 
     return add
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """A new `MODELS[name](**kwargs)`; CheckpointError for an unknown name or a bad kwarg."""
-    if name not in MODELS:
-        raise CheckpointError(f"unknown model class '{name}' (known: {', '.join(sorted(MODELS))})")
-    cls = MODELS[name]
+    """A new model of family `name`; CheckpointError for an unknown name or a bad kwarg."""
+    if name not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
+        raise CheckpointError(f"unknown model class '{name}' (known: {known})")
+    cls = FAMILIES[name].model_class()
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as err:
         raise CheckpointError(f"model '{name}': bad config: {err}") from None
-    return cls(**kwargs)
+    model = cls(**kwargs)
+    streaming_of(model)  # a bad declaration is refused when the model is made
+    return model
 
 
 def model_name(model: nn.Module) -> str:
-    """The registered name of `model`'s class (what a checkpoint records)."""
-    for name, cls in MODELS.items():
-        if type(model) is cls:
+    """The family name of `model`'s class (what a checkpoint records)."""
+    for name, family in FAMILIES.items():
+        if type(model) is family.model_class():
             return name
     raise CheckpointError(
         f"model class {type(model).__name__} is not registered (see register_model)"

@@ -91,12 +91,18 @@ class RecurrentDecoder(nn.Module):
 class GRUDecoder(RecurrentDecoder):
     """GRU decoder; state ("h",) [layers, B, H]."""
 
+    modality = "spikes"
+    streaming_mode = "stateful"
+
     rnn_type = nn.GRU
     state_kinds = ("h",)
 
 
 class LSTMDecoder(RecurrentDecoder):
     """LSTM decoder; state ("h", "c"), each [layers, B, H]."""
+
+    modality = "spikes"
+    streaming_mode = "stateful"
 
     rnn_type = nn.LSTM
     state_kinds = ("h", "c")
