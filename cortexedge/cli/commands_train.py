@@ -73,6 +73,9 @@ def _build(name: str, rec, cfg, kind: str):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train] epochs.")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
 @click.option("--quick", is_flag=True, help="Smoke run: 2 epochs on every 8th training window.")
+@click.option(
+    "--force", is_flag=True, help="Replace the run in an existing --out folder (its files only)."
+)
 def train(
     data_path: Path,
     model_name: str,
@@ -81,6 +84,7 @@ def train(
     epochs: int | None,
     seed: int | None,
     quick: bool,
+    force: bool,
 ) -> None:
     """Train a decoder on a recording; writes the checkpoint, metrics.json and epochs.jsonl."""
     from cortexedge.families import FAMILIES
@@ -89,6 +93,11 @@ def train(
 
     if out.exists() and not out.is_dir():
         raise CortexEdgeError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CortexEdgeError(
+            f"--out {out} already holds files; pass --force to replace the run in it, "
+            "or choose a new folder"
+        )
     if model_name != "ridge" and model_name not in FAMILIES:
         known = ", ".join([*sorted(FAMILIES), "ridge"])
         raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")
@@ -105,9 +114,10 @@ def train(
 
 
 def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
-    from cortexedge.train.fit import fit
+    from cortexedge.train.fit import fit, seed_everything
     from cortexedge.train.specs import target_kind
 
+    seed_everything(settings.get("seed", 0))  # the weights' initialisation too, not only the data
     model = _build(name, rec, cfg, target_kind(rec, settings.get("task")))
     return fit(model, rec, out=out, data=cfg.data, **settings).metrics
 

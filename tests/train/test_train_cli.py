@@ -182,6 +182,18 @@ def test_quick_run_writes_metrics_and_checkpoint(rec_path, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert json.loads((tmp_path / "ridge" / "metrics.json").read_text())["test"]["r2"] > 0.999
+    # the run folder exists now: a second run is refused unless --force, and nothing changes
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = ["--data", str(rec_path), "--model", "gru", "--out", str(out), "--quick"]
+    line = _error(_run(*again))
+    assert (
+        line == f"error: --out {out} already holds files; pass --force to replace the run in "
+        "it, or choose a new folder"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    forced = _run(*again, "--force", "--seed", "4")
+    assert forced.exit_code == 0, forced.stderr
+    assert json.loads((out / "metrics.json").read_text())["seed"] == 4
 
 
 def test_aegru_takes_its_window_from_data(rec_path, tmp_path):
@@ -191,3 +203,17 @@ def test_aegru_takes_its_window_from_data(rec_path, tmp_path):
     rec = Recording.load(rec_path)
     model = _build("aegru", rec, RunConfig(data={"bin_width": 5, "num_steps": 3}), "regression")
     assert (model.bin_width, model.num_steps, model.in_channels) == (5, 3, 6)
+
+
+def test_the_same_seed_gives_the_same_weights(rec_path, tmp_path):
+    from safetensors.torch import load_file
+
+    weights = []
+    for run, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        args = ["--data", str(rec_path), "--model", "gru", "--quick", "--seed", seed]
+        result = _run(*args, "--out", str(tmp_path / run))
+        assert result.exit_code == 0, result.stderr
+        weights.append(load_file(tmp_path / run / "model.safetensors"))
+    same = all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    differ = any((weights[0][k] != weights[2][k]).any() for k in weights[0])
+    assert same and differ
