@@ -30,6 +30,7 @@ from cortexedge.export.verify import (
     Tolerance,
     Verification,
     session,
+    verify_model,
     verify_sequence,
     verify_step,
 )
@@ -234,8 +235,16 @@ def _verified_step(
     step = finalize.finalize_graph(step, simplify_graph=simplify)
     sess = session(finalize.serialize(step))
     inputs, split = _check_inputs(source, shape, modality)
+    self_check = verify_model(model, specs, inputs, tol, split)
     facts = dict(split=split, bins=bins, streams=2 if dynamic else 1)
     check = verify_step(model, sess, specs, inputs, tol, **facts)
+    if not self_check.passed:
+        raise CortexEdgeError(
+            f"export refused: {type(model).__name__}.step differs from {self_check.reference} "
+            f"by max |Δy| {self_check.max_abs_err:.3g} ({self_check.max_rel_err:.3g} of its "
+            f"scale; rule: {self_check.rule}); the ONNX graph against torch step: max |Δy| "
+            f"{check.max_abs_err:.3g} ({check.max_rel_err:.3g}); nothing written"
+        )
     _refuse(check)
     return _Step(step, sess, specs, inputs, tol, facts, check, dynamic, bits)
 

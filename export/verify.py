@@ -15,6 +15,12 @@ Comparing bin by bin from the same state checks the graph's function without let
 or float drift, compound through the recurrence; long free-running agreement is covered by the
 tests. A sequence graph is checked against the verified step graph streamed in
 onnxruntime from the initial state, window by window.
+
+Before any of that, `verify_model` checks the model against itself: stepping it bin by bin
+from `init_state` must give what its sequence form gives on the same bins (`stream(x)` where
+the class has one, else `forward(x)`, x [1, T, ...] -> [1, T, D]), compared on the bins after
+the warm-up, where the state is no longer the initial one. A class whose `step` and `forward`
+disagree would otherwise export a graph that matches its `step` and nothing it was trained as.
 """
 
 from __future__ import annotations
@@ -256,6 +262,38 @@ def verify_step(
         boundary_bins=boundary,
         reference="torch step, bin by bin from the graph's states",
     )  # fmt: skip
+
+
+SELF_CHECK_BINS = 256  # bins after the warm-up compared between step and the sequence form
+SELF_CHECK_WARMUP = 32
+
+
+def verify_model(model: nn.Module, specs: tuple[StateSpec, ...], inputs: np.ndarray,
+                 tol: Tolerance, split: str) -> Verification:  # fmt: skip
+    """`step` from `init_state` against the model's own sequence form (module docstring)."""
+    total = SELF_CHECK_WARMUP + SELF_CHECK_BINS
+    xs = stream_batch(inputs, total, 0, 1)  # [T, 1, ...]
+    sequence = getattr(model, "stream", None) or model.forward
+    with torch.no_grad(), one_thread():
+        whole = sequence(torch.as_tensor(xs[:, 0])[None])
+        state, steps = model.init_state(1), []
+        for x in xs:
+            y, state = model.step(torch.as_tensor(x), state)
+            steps.append(y)
+    whole = whole.numpy() if isinstance(whole, torch.Tensor) else np.asarray(whole)
+    stepped = torch.cat(steps).numpy()
+    if whole.shape != (1, *stepped.shape):
+        raise CortexEdgeError(
+            f"verification: {type(model).__name__}'s sequence form returns shape "
+            f"{list(whole.shape)} for x [1, {total}, ...]; it must return [1, T, D] "
+            f"= {[1, *stepped.shape]} (define stream(x) if forward is not that)"
+        )
+    keep = slice(SELF_CHECK_WARMUP, None)
+    errs = compare({"y": (whole[0][keep], stepped[keep])})
+    return _result(errs, tol, bins=SELF_CHECK_BINS, streams=1, warmup=SELF_CHECK_WARMUP,
+                   split=split, boundary_bins=0,
+                   reference=f"its own {getattr(sequence, '__name__', 'forward')} over "
+                   f"{SELF_CHECK_BINS} bins after a {SELF_CHECK_WARMUP}-bin warm-up")  # fmt: skip
 
 
 def verify_sequence(

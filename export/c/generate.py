@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import build, emit_float, emit_int, qemu, verify_c
 from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
@@ -151,8 +151,7 @@ def export_c(
     from cortexedge.export.streamable import inference_copy
 
     out = Path(out_dir).absolute()  # the builds run in other working folders
-    if out.exists() and not out.is_dir():
-        raise CortexEdgeError(f"output path is a file, expected a folder: {out}")
+    check_out(out, MANIFEST)
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
     model, _ = load_model(model_or_checkpoint)
     structure = read_structure(inference_copy(model))
@@ -161,17 +160,12 @@ def export_c(
     program = (
         emit_int.emit(imodel, sparse) if imodel else emit_float.emit(float_model(structure), sparse)
     )
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".c-export-", dir=out))
+    work = staging_folder(out)
     try:
         manifest = _build(model_or_checkpoint, program, imodel, work, rec, onnx_path, verify_bins,
                           reference_bins, cortex_m, qemu_bins, onnx_options, sparse,
                           progress)  # fmt: skip
-        for f in sorted(work.iterdir()):
-            target = out / f.name
-            if f.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            os.replace(f, target)
+        publish(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CExport(out, manifest)

@@ -107,3 +107,20 @@ def test_our_families_declare_what_they_stream(reaching):
     assert streaming_of(window) == (Streaming("window", 100), True)
     assert streaming_of(stateful) == (Streaming("stateful"), True)
     assert streaming_of(build_model("cnn_bilstm", in_channels=4, lookback=8))[0].window == 8
+
+
+class Disagrees(Stateless):
+    """A user's decoder whose step is off by 0.25 from its forward."""
+
+    def step(self, x_t, state):
+        return self.readout(x_t) + 0.25, ()
+
+
+def test_a_step_that_disagrees_with_forward_is_refused_with_both_errors(tmp_path):
+    with pytest.raises(CortexEdgeError) as err:
+        to_onnx(Disagrees(), tmp_path / "d.onnx", input_shape=(CHANNELS,), modality="spikes",
+                bin_ms=4.0)  # fmt: skip
+    text = str(err.value)
+    assert "Disagrees.step differs from its own forward over 256 bins" in text
+    assert "max |Δy| 0.25 (" in text and "the ONNX graph against torch step: max |Δy| " in text
+    assert not (tmp_path / "d.onnx").exists()
