@@ -222,6 +222,7 @@ class _Step:
     check: Verification
     dynamic: bool
     bits: dict | None
+    self_check: Verification | None  # torch step against the model's own sequence form
 
 
 def _verified_step(
@@ -238,7 +239,7 @@ def _verified_step(
     self_check = verify_model(model, specs, inputs, tol, split)
     facts = dict(split=split, bins=bins, streams=2 if dynamic else 1)
     check = verify_step(model, sess, specs, inputs, tol, **facts)
-    if not self_check.passed:
+    if self_check is not None and not self_check.passed:
         raise CortexEdgeError(
             f"export refused: {type(model).__name__}.step differs from {self_check.reference} "
             f"by max |Δy| {self_check.max_abs_err:.3g} ({self_check.max_rel_err:.3g} of its "
@@ -246,7 +247,7 @@ def _verified_step(
             f"{check.max_abs_err:.3g} ({check.max_rel_err:.3g}); nothing written"
         )
     _refuse(check)
-    return _Step(step, sess, specs, inputs, tol, facts, check, dynamic, bits)
+    return _Step(step, sess, specs, inputs, tol, facts, check, dynamic, bits, self_check)
 
 
 def _verified_sequence(step: _Step, length: int | None) -> tuple[onnx.ModelProto, Verification]:
@@ -266,7 +267,14 @@ def _contract(source: Source, step: _Step, shape, modality: str, bin_ms: float,
     from cortexedge.export.score import score
 
     rec = source.recording
-    extra = {"graph": "step", "dynamic_batch": step.dynamic}
+    own = step.self_check
+    extra = {
+        "graph": "step",
+        "dynamic_batch": step.dynamic,
+        "step_vs_sequence": "not checked: the class has no forward or stream"
+        if own is None
+        else {"against": own.reference, "max_abs_err": own.max_abs_err, "bins": own.bins},
+    }
     if rec is not None:
         extra["recording_fingerprint"] = rec.fingerprint()
     if source.config.get("data_fingerprint"):

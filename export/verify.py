@@ -268,12 +268,23 @@ SELF_CHECK_BINS = 256  # bins after the warm-up compared between step and the se
 SELF_CHECK_WARMUP = 32
 
 
+def sequence_form(model: nn.Module):
+    """The model's own sequence function: `stream`, else a `forward` its class defines, else
+    None (a step-only module has nothing to check its step against)."""
+    if callable(getattr(model, "stream", None)):
+        return model.stream
+    return None if type(model).forward is nn.Module.forward else model.forward
+
+
 def verify_model(model: nn.Module, specs: tuple[StateSpec, ...], inputs: np.ndarray,
-                 tol: Tolerance, split: str) -> Verification:  # fmt: skip
-    """`step` from `init_state` against the model's own sequence form (module docstring)."""
+                 tol: Tolerance, split: str) -> Verification | None:  # fmt: skip
+    """`step` from `init_state` against the model's own sequence form (module docstring);
+    None when the class has no sequence form."""
+    sequence = sequence_form(model)
+    if sequence is None:
+        return None
     total = SELF_CHECK_WARMUP + SELF_CHECK_BINS
     xs = stream_batch(inputs, total, 0, 1)  # [T, 1, ...]
-    sequence = getattr(model, "stream", None) or model.forward
     with torch.no_grad(), one_thread():
         whole = sequence(torch.as_tensor(xs[:, 0])[None])
         state, steps = model.init_state(1), []

@@ -80,6 +80,8 @@ def test_a_registered_window_model_is_stamped_window(table, tmp_path):
     assert meta.streaming == Streaming("window", WINDOW)
     assert meta.model_family == "window_mean" and meta.input.kind == "spike_counts"
     assert "assumed" not in meta.extra
+    own = meta.extra["step_vs_sequence"]  # its step was checked against its forward
+    assert own["against"].startswith("its own forward over 256 bins") and own["max_abs_err"] < 1e-5
 
 
 def test_an_undeclared_model_is_stamped_stateful_and_says_it_was_assumed(tmp_path):
