@@ -26,3 +26,14 @@ def real_s1_mat_path() -> Path:
     if not REAL_S1_MAT.is_file():
         pytest.skip(f"real recording absent: {REAL_S1_MAT} (only on project machines)")
     return REAL_S1_MAT
+
+
+@pytest.fixture
+def family_table():
+    """The family table, restored after the test: rows it adds do not leak into other tests."""
+    from cortexedge.families import FAMILIES
+
+    saved = dict(FAMILIES)
+    yield FAMILIES
+    FAMILIES.clear()
+    FAMILIES.update(saved)

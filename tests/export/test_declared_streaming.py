@@ -9,7 +9,6 @@ from torch import nn
 from cortexedge.contract import Streaming
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.api import to_onnx
-from cortexedge.families import FAMILIES
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.registry import register_model
 
@@ -64,15 +63,7 @@ class Stateless(nn.Module):
         return self.readout(x_t), ()
 
 
-@pytest.fixture
-def table():
-    saved = dict(FAMILIES)
-    yield FAMILIES
-    FAMILIES.clear()
-    FAMILIES.update(saved)
-
-
-def test_a_registered_window_model_is_stamped_window(table, tmp_path):
+def test_a_registered_window_model_is_stamped_window(family_table, tmp_path):
     register_model("window_mean")(WindowMean)
     torch.manual_seed(0)
     to_onnx(WindowMean(), tmp_path / "w.onnx", input_shape=(CHANNELS,), bin_ms=20.0)

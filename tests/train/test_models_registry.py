@@ -68,15 +68,6 @@ def test_bad_config_keyword():
         build_model("gru", in_channels=3, hiden=4)
 
 
-@pytest.fixture
-def scratch_registry():
-    """The family table, restored after the test: rows it adds do not leak into other tests."""
-    saved = dict(FAMILIES)
-    yield FAMILIES
-    FAMILIES.clear()
-    FAMILIES.update(saved)
-
-
 class Doubler(torch.nn.Module):
     """A user's decoder: y = scale · x."""
 
@@ -91,9 +82,9 @@ class Doubler(torch.nn.Module):
         return self.scale * x
 
 
-def test_register_user_class(scratch_registry):
+def test_register_user_class(family_table):
     assert register_model("doubler")(Doubler) is Doubler
-    assert scratch_registry["doubler"].model_class() is Doubler
+    assert family_table["doubler"].model_class() is Doubler
     model = registry.build_model("doubler", scale=3.0)
     assert model(torch.ones(2)).tolist() == [3.0, 3.0]
     assert registry.model_name(model) == "doubler"
@@ -102,14 +93,14 @@ def test_register_user_class(scratch_registry):
     register_model("doubler")(Doubler)  # registering the same class again is harmless
 
 
-def test_register_rejects_taken_name_and_missing_config(scratch_registry):
+def test_register_rejects_taken_name_and_missing_config(family_table):
     with pytest.raises(
         CortexEdgeError, match="model name 'gru' is already registered to GRUDecoder"
     ):
         register_model("gru")(Doubler)
     with pytest.raises(CortexEdgeError, match="model class Linear needs a config\\(\\) method"):
         register_model("linear")(torch.nn.Linear)
-    assert "linear" not in scratch_registry
+    assert "linear" not in family_table
 
 
 def test_model_name_of_unregistered_class():
