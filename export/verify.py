@@ -51,16 +51,17 @@ class Tolerance:
     """How far the graph may be from torch: `rtol`·scale (float) or `steps` A-bit steps."""
 
     act_bits: int | None = None
+    float_rtol: float = FLOAT_RTOL
 
     @property
     def rtol(self) -> float:
         """Allowed error as a fraction of the reference's max magnitude."""
-        return FLOAT_RTOL if self.act_bits is None else QUANT_STEPS / 2 ** (self.act_bits - 1)
+        return self.float_rtol if self.act_bits is None else QUANT_STEPS / 2 ** (self.act_bits - 1)
 
     def rule(self) -> str:
         """The rule in words, written into the metadata."""
         if self.act_bits is None:
-            return f"max|onnx-torch| <= {FLOAT_RTOL:g} * max|torch| per output and state"
+            return f"max|onnx-torch| <= {self.float_rtol:g} * max|torch| per output and state"
         return (
             f"max|onnx-torch| <= {QUANT_STEPS:g} steps of max|torch|/2^{self.act_bits - 1} "
             "per output and state"
@@ -266,6 +267,9 @@ def verify_step(
 
 SELF_CHECK_BINS = 256  # bins after the warm-up compared between step and the sequence form
 SELF_CHECK_WARMUP = 32
+# step runs free from init_state while the sequence form is vectorised: float32 rounding of
+# the two orders of operations compounds through the recurrence (1e-5 of scale seen on AEGRU)
+SELF_CHECK_RTOL = 1e-4
 
 
 def sequence_form(model: nn.Module):
@@ -301,7 +305,8 @@ def verify_model(model: nn.Module, specs: tuple[StateSpec, ...], inputs: np.ndar
         )
     keep = slice(SELF_CHECK_WARMUP, None)
     errs = compare({"y": (whole[0][keep], stepped[keep])})
-    return _result(errs, tol, bins=SELF_CHECK_BINS, streams=1, warmup=SELF_CHECK_WARMUP,
+    own = Tolerance(tol.act_bits, SELF_CHECK_RTOL)
+    return _result(errs, own, bins=SELF_CHECK_BINS, streams=1, warmup=SELF_CHECK_WARMUP,
                    split=split, boundary_bins=0,
                    reference=f"its own {getattr(sequence, '__name__', 'forward')} over "
                    f"{SELF_CHECK_BINS} bins after a {SELF_CHECK_WARMUP}-bin warm-up")  # fmt: skip

@@ -163,7 +163,7 @@ def test_mismatched_graph_leaves_nothing_behind(tmp_path):
     other = contract_onnx(GRUDecoder(7, hidden=4).eval(), tmp_path / "other.onnx", 7)
     with pytest.raises(CortexEdgeError, match=r"decoder.onnx reads \[7\].*the C decoder 12"):
         export_c(aegru(), tmp_path / "c", onnx_path=other, cortex_m=False)
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "c").exists()  # built aside: a refused build leaves no folder
     (tmp_path / "file").write_text("x")
     with pytest.raises(CortexEdgeError, match="output path is a file"):
         export_c(aegru(), tmp_path / "file")
