@@ -18,7 +18,7 @@ Variants (each one change to "before" unless named "after + ..." or joined with 
   caught as a C++ exception: the field notes' RunOptions trap) against the pybind session
   `sess._sess.run_with_iobinding(binding._iobinding, run_options)` ("direct"), with None or a
   RunOptions made once;
-- "after": what runtime/backend_ort.py does since this study (batch fixed + direct call with
+- "after": what runtime/backends/ort.py does since this study (batch fixed + direct call with
   one empty RunOptions), and single changes on top of it;
 - graph forms, prototypes of export changes built with onnx.helper from the SAME weights and
   checked against the exported graph (max|Δy| over 200 bins): ORT's saved optimized graph; for
@@ -26,7 +26,7 @@ Variants (each one change to "before" unless named "after + ..." or joined with 
   or named but unused), and the cell written as Gemm + elementwise nodes (two Gemms, or one Gemm
   on Concat(x, h)); for AEGRU, a minimal graph (no Shape arithmetic, 2-D BatchNorm, GRU + LayerNorm
   per bin on [1, B, H], zero initial state as the GRU op's default, readout of the last bin only);
-- "runtime now": `OrtBackend` and `StreamingDecoder.step` as runtime/backend_ort.py is now
+- "runtime now": `OrtBackend` and `StreamingDecoder.step` as runtime/backends/ort.py is now
   (the decoder's bin buffers bound in place), and the decoder stepping a "before" probe.
 
 Also timed: Identity and chains of Relu nodes on [1, 64] (onnxruntime's cost per extra node).
@@ -445,7 +445,7 @@ class ChainProbe(Probe):
 # ---------------------------------------------------------------- the run
 def prepare(label: str, name: str, kwargs: dict, work: Path) -> dict:
     """Export one decoder, build every applicable variant, check outputs against "before"."""
-    from cortexedge.runtime.backend_ort import OrtBackend
+    from cortexedge.runtime.backends.ort import OrtBackend
     from cortexedge.runtime.decoder import StreamingDecoder
 
     model, loaded = C.exported_decoder(name, kwargs, work / f"{label.replace(' ', '_')}.onnx")

@@ -72,7 +72,7 @@ class IdentityFloor:
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
-        from cortexedge.runtime.backend_ort import session_options
+        from cortexedge.runtime.backends.ort import session_options
 
         io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, width]) for n in "xy"]
         graph = helper.make_graph(
@@ -87,7 +87,7 @@ class IdentityFloor:
         self.binding = self.sess.io_binding()
         self.binding.bind_ortvalue_input("x", self.values[0])
         self.binding.bind_ortvalue_output("y", self.values[1])
-        # the call the backend makes (runtime/backend_ort.py): pybind session, one RunOptions
+        # the call the backend makes (runtime/backends/ort.py): pybind session, one RunOptions
         self.run = self.sess._sess.run_with_iobinding
         self.args = (self.binding._iobinding, ort.RunOptions())
 
@@ -100,7 +100,7 @@ def latency(models: dict, args) -> dict:
     """(a): eager step, ORT decoder/bare step and numpy decoder step, interleaved per model."""
     import torch
 
-    from cortexedge.runtime.backend_ort import OrtBackend
+    from cortexedge.runtime.backends.ort import OrtBackend
     from cortexedge.runtime.decoder import StreamingDecoder
 
     out = {}

@@ -93,7 +93,7 @@ def session(model_bytes: bytes, qdq_as_float: bool = False) -> ort.InferenceSess
     (its graph optimizations decide, e.g., whether QDQ pairs become integer kernels), so the
     verification measures what the runtime will run. `qdq_as_float` keeps QuantizeLinear /
     DequantizeLinear as separate float ops (no integer kernels), for diagnosis."""
-    from cortexedge.runtime.backend_ort import session_options
+    from cortexedge.runtime.backends.ort import session_options
 
     opts = session_options(1)
     opts.log_severity_level = 4  # failures surface as exceptions; no stderr noise from probes
