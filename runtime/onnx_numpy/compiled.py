@@ -18,7 +18,7 @@ Reshape to a computed shape: a non-constant `OpDef.shape_inputs`) cannot be fixe
 
 The in-place kernels follow the reference kernels operation by operation, except where a BLAS
 product replaces a sum (LayerNormalization's statistics, a one-axis ReduceSum, the fused RNN
-steps): there the two differ by float rounding only. tests/runtime/test_numpy_compiled.py
+steps): there the two differ by float rounding only. tests/runtime/onnx_numpy/test_compiled.py
 checks them against each other.
 """
 
