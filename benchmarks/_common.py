@@ -171,7 +171,7 @@ class OrtChain:
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
-        from cortexedge.runtime.backend_ort import session_options
+        from cortexedge.runtime.backends.ort import session_options
 
         names = ["x", *(f"t{i}" for i in range(1, n_relu)), "y"]
         nodes = [helper.make_node("Relu", [a], [b]) for a, b in zip(names, names[1:], strict=False)]

@@ -97,7 +97,7 @@ def _latency(path: Path, backend: str, rows: np.ndarray, warmup: int = 300) -> d
 def _c_outputs(folder: Path, rows: np.ndarray) -> tuple[np.ndarray, float]:
     """The C decoder's outputs on rows (one ctypes call for all of them) and the time per bin
     of that call in µs: the C code alone, without the per-step Python of the runtime."""
-    from cortexedge.runtime.backend_c import CLibrary
+    from cortexedge.runtime.backends.c import CLibrary
 
     man = json.loads((folder / "decoder_c.json").read_text())
     lay = man["layout"]

@@ -12,7 +12,7 @@ shared machine's load hits all cells of the table alike:
 - onnxruntime IOBinding: the runtime's "ort" backend through `StreamingDecoder.step` (bin
   validation included) and the bare backend `step` (no validation: the difference is the
   runtime's per-step overhead);
-- the numpy reference backend and, when `cortexedge.runtime.backend_c` exists and a C build
+- the numpy reference backend and, when `cortexedge.runtime.backends.c` exists and a C build
   can be made, the generated C decoder, both through `StreamingDecoder.step`.
 
 Weights are random (seeded) initialisations: latency does not depend on their values. Inputs
@@ -80,7 +80,7 @@ class PlainOrt:
     def __init__(self, path: Path, meta, initial: dict) -> None:
         import onnxruntime as ort
 
-        from cortexedge.runtime.backend_ort import session_options
+        from cortexedge.runtime.backends.ort import session_options
 
         self.sess = ort.InferenceSession(str(path), session_options(1),
                                          providers=["CPUExecutionProvider"])  # fmt: skip
@@ -99,7 +99,7 @@ def c_decoder(model, onnx_path: Path, folder: Path):
     from cortexedge.runtime.backends import BACKENDS
 
     if "c" not in BACKENDS:
-        return None, "cortexedge.runtime.backend_c is not installed"
+        return None, "cortexedge.runtime.backends.c is not installed"
     try:
         from cortexedge.export.c.generate import export_c
         from cortexedge.runtime.decoder import StreamingDecoder
@@ -115,7 +115,7 @@ def methods_for(model, loaded, xs: np.ndarray, work: Path) -> tuple[dict, dict]:
     """(methods for time_interleaved, skipped method -> reason) of one exported decoder."""
     import torch
 
-    from cortexedge.runtime.backend_ort import OrtBackend
+    from cortexedge.runtime.backends.ort import OrtBackend
     from cortexedge.runtime.decoder import StreamingDecoder
 
     path = loaded.path

@@ -66,7 +66,7 @@ def latency(models: dict, args) -> dict:
     """(a): eager step, ORT decoder/bare step and numpy decoder step, interleaved per model."""
     import torch
 
-    from cortexedge.runtime.backend_ort import OrtBackend
+    from cortexedge.runtime.backends.ort import OrtBackend
     from cortexedge.runtime.decoder import StreamingDecoder
 
     out = {}

@@ -56,7 +56,7 @@ def stream_sweep(path: Path, calls: int) -> list[dict]:
 
 def size_sweep(sizes: dict[str, tuple[int, int]], work: Path, bins: int) -> list[dict]:
     """StreamingDecoder.step (ort, numpy) and the bare ORT step for decoders of several sizes."""
-    from cortexedge.runtime.backend_ort import OrtBackend
+    from cortexedge.runtime.backends.ort import OrtBackend
     from cortexedge.runtime.decoder import StreamingDecoder
 
     methods, facts = {}, {}

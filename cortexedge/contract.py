@@ -106,6 +106,9 @@ class DecoderMetadata:
     - `score`: {"metric": "r2"|"accuracy", "value", "split"} measured at export time.
     - `verification`: {"max_abs_err", "tolerance", "bins"}: exported graph vs the torch model.
     - `extra`: further `cortexedge.<key>` entries (any JSON value), carried through unchanged.
+      The export writes the graph's own MAC count there (`graph_macs_dense`,
+      `graph_macs_effective`) and, when that count leaves nodes out, `graph_macs_uncounted`:
+      [{"node", "op_type"}] of the ops the runtime's numpy engine does not implement.
     """
 
     toolkit_version: str

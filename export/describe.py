@@ -9,14 +9,16 @@ comes from the project's one definition of it:
   `cortexedge.compress.footprint` on the exported model, again the compress stage's numbers;
 - bit widths: the brevitas quantizers (`cortexedge.compress.qat.quant_scales`).
 The graph's own count (`cortexedge.runtime.graph_macs`, what the runtime's profiler reports for
-the file) goes into `extra` as `graph_macs_dense` / `graph_macs_effective`. Float recurrent cells
+the file) goes into `extra` as `graph_macs_dense` / `graph_macs_effective`, and the nodes that
+count leaves out (ops the runtime's numpy engine does not implement) as `graph_macs_uncounted`,
+[{"node", "op_type"}], when there are any. Float recurrent cells
 are traced as ONNX GRU/LSTM ops (`export.tracing.SEQUENCE_OPS`), so both counts apply the same
 rule to the same weights and agree (tests/export/test_macs_agree.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
@@ -163,6 +165,8 @@ def metadata(
     streaming, declared = streaming_of(source.model)
     if not declared:
         extra["assumed"] = "streaming_mode 'stateful': the model's class declares none"
+    if graph.uncounted:
+        extra["graph_macs_uncounted"] = [asdict(u) for u in graph.uncounted]
     return DecoderMetadata(
         toolkit_version=__version__,
         model_family=source.family or type(source.model).__name__,

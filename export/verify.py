@@ -99,7 +99,7 @@ def session(model_bytes: bytes) -> ort.InferenceSession:
     """A single-threaded onnxruntime session configured exactly as the runtime's ORT backend
     (which keeps QuantizeLinear/DequantizeLinear unfused), so the verification measures what
     the runtime will run."""
-    from cortexedge.runtime.backend_ort import session_options
+    from cortexedge.runtime.backends.ort import session_options
 
     opts = session_options(1)
     opts.log_severity_level = 4  # failures surface as exceptions; no stderr noise from probes

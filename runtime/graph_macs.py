@@ -1,17 +1,18 @@
 """MACs, sparsity and memory footprint of an exported step graph, per bin and for one stream.
 
-The graph is run once by the numpy interpreter on batch-1 zero inputs; that folds every
-constant (so a weight behind DequantizeLinear or a gate-reordering Slice is seen as the array
-it really is) and gives every tensor's shape. Each MAC-bearing node is then mapped to a rule of
-`cortexedge.macs` (the one definition shared with the torch-side walker):
+The graph is run once by the reference interpreter (runtime/onnx_numpy/reference.py) on
+batch-1 zero inputs; that folds every constant (so a weight behind DequantizeLinear or a
+gate-reordering Slice is seen as the array it really is) and gives every tensor's shape. Each
+node is then counted by its op's MAC rule (`OpDef.macs`, beside the op's kernels in
+runtime/onnx_numpy/ops_*.py), which maps it to a rule of `cortexedge.macs` (the one definition
+shared with the torch-side walker): Gemm / MatMul / Conv in ops_linear.py, GRU / LSTM (× the
+sequence length) in recurrent.py, a Mul of two activations (gate work written out) in
+ops_elementwise.py. Ops without a rule do no MACs.
 
-| op | rule | weight |
-|---|---|---|
-| Gemm / MatMul with a constant operand | linear | that operand, as [out, in] |
-| Gemm / MatMul of two activations | linear (all ones) | none: every product counts |
-| Conv | conv | W |
-| GRU / LSTM | gru / lstm, × sequence length | W[d], R[d] (P) per direction |
-| Mul of two activations (gate work written out) | elementwise | none |
+An op the numpy engine does not implement (a MaxPool, say) does not stop the count: the walker
+runs that node alone in onnxruntime to go on, and lists it in `uncounted` (op type and node
+name), so whoever reads the count sees what it leaves out. The export writes that list into the
+metadata and the profiler reports it.
 
 Note: a GRU cell written out as ops counts the Muls it really has. torch's GRUCell export
 computes h' = n + z⊙(h − n), two Muls, so it counts 3H(I+H) + 2H, while the ONNX GRU op (and
@@ -33,13 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from cortexedge.macs import RULES, count_bytes, sparsity
-from cortexedge.runtime.numpy_graph import NumpyGraph, Step
-from cortexedge.runtime.numpy_layers import conv_geometry
-from cortexedge.runtime.numpy_ops import onnx_dtype
-
-# a rule adapter returns (rule name, (dense, effective), weight arrays) or None (no MACs)
-Counted = tuple[str, tuple[int, int], list[np.ndarray]] | None
+from cortexedge.errors import ContractError
+from cortexedge.macs import count_bytes, sparsity
+from cortexedge.runtime.onnx_numpy.opdef import Bound, Kernel
+from cortexedge.runtime.onnx_numpy.ops_elementwise import onnx_dtype
+from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph, Step
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,21 @@ class OpCount:
     effective: int
 
 
+@dataclass(frozen=True)
+class UncountedOp:
+    """A node the count leaves out: its op is not one the numpy engine implements."""
+
+    node: str
+    op_type: str
+
+
 @dataclass
 class GraphCounts:
-    """Per-op and total MACs per bin, weight sparsity and memory footprint of a step graph."""
+    """Per-op and total MACs per bin, weight sparsity and memory footprint of a step graph,
+    and the nodes left out of the MAC count (`uncounted`)."""
 
     ops: list[OpCount]
+    uncounted: list[UncountedOp]
     dense: int
     effective: int
     sparsity: float
@@ -75,77 +84,60 @@ class GraphCounts:
         return out
 
 
-def _all_ones(rows: int, cols: int) -> np.ndarray:
-    return np.broadcast_to(np.ones(1, dtype=bool), (rows, cols))
+def _alone(model: Any, node: Any, feeds: dict[str, np.ndarray]) -> Any:
+    """A model of `node` alone, its inputs typed after `feeds`, with `model`'s opsets."""
+    from onnx import helper
+
+    inputs = [
+        helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        for n, v in feeds.items()
+    ]
+    outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+    graph = helper.make_graph([node], "alone", inputs, outputs)
+    return helper.make_model(
+        graph, opset_imports=model.opset_import, ir_version=model.ir_version,
+        functions=model.functions,
+    )  # fmt: skip
 
 
-def _linear(w: np.ndarray | None, positions: int, rows: int, cols: int) -> Counted:
-    """`w` [out, in] when constant, else a product of activations counted as all ones."""
-    weight = _all_ones(rows, cols) if w is None else w
-    return "linear", RULES["linear"](weight, positions=positions), [] if w is None else [w]
+def _onnxruntime_kernel(model: Any) -> Callable[[Any], Kernel]:
+    """For a node whose op the numpy engine lacks: a kernel running that node alone in
+    onnxruntime, on the walker's values (the walker needs its outputs to go on)."""
+
+    def kernel_of(node: Any) -> Kernel:
+        def kernel(ins: list, attrs: dict) -> tuple:
+            import onnxruntime as ort
+
+            from cortexedge.runtime.backends.ort import session_options
+
+            feeds = {n: np.asarray(v) for n, v in zip(node.input, ins, strict=True) if n}
+            try:
+                sess = ort.InferenceSession(
+                    _alone(model, node, feeds).SerializeToString(), session_options(1),
+                    providers=["CPUExecutionProvider"],
+                )  # fmt: skip
+                values = iter(sess.run(None, feeds))
+            except Exception as e:  # onnxruntime raises its own exception types
+                raise ContractError(
+                    f"MAC count: onnxruntime cannot run node '{node.name}' ({node.op_type}) "
+                    f"alone: {e}"
+                ) from None
+            return tuple(next(values) if n else None for n in node.output)
+
+        return kernel
+
+    return kernel_of
 
 
-def _gemm(step: Step, env: dict, consts: dict) -> Counted:
-    a_name, b_name = step.inputs[:2]
-    a = env[a_name].T if step.attrs.get("transA", 0) else env[a_name]  # [M, K]
-    b = env[b_name].T if step.attrs.get("transB", 0) else env[b_name]  # [K, N]
-    if b_name in consts:
-        return _linear(b.T, a.shape[0], *b.T.shape)
-    if a_name in consts:
-        return _linear(a, b.shape[1], *a.shape)
-    return _linear(None, a.shape[0], b.shape[1], a.shape[1])
+def _bound(step: Step, env: dict[str, np.ndarray], consts: dict) -> Bound:
+    """`step` bound to the values of the walker's run."""
+    ins = [env[i] if i else None for i in step.inputs]
+    outs = [env[o] if o else None for o in step.outputs]
+    used = [bool(o) for o in step.outputs]
+    return Bound(ins, [not i or i in consts for i in step.inputs], outs, step.attrs, used)
 
 
-def _matmul(step: Step, env: dict, consts: dict) -> Counted:
-    a_name, b_name = step.inputs
-    a, b, out = env[a_name], env[b_name], env[step.outputs[0]]
-    if b_name in consts and b.ndim == 2:
-        return _linear(b.T, out.size // b.shape[1], *b.T.shape)
-    if a_name in consts and a.ndim == 2:
-        return _linear(a, out.size // a.shape[0], *a.shape)
-    return _linear(None, out.size, 1, a.shape[-1])
-
-
-def _conv(step: Step, env: dict, consts: dict) -> Counted:
-    x, w = env[step.inputs[0]], env[step.inputs[1]]
-    strides, pads, dil = conv_geometry(x.shape[2:], w.shape, step.attrs)
-    dense, eff = RULES["conv"](w, x.shape[2:], strides, pads, dil)
-    n = x.shape[0]
-    return "conv", (dense * n, eff * n), [w]
-
-
-def _recurrent(kind: str) -> Callable[[Step, dict, dict], Counted]:
-    def adapter(step: Step, env: dict, consts: dict) -> Counted:
-        x, w, r = (env[n] for n in step.inputs[:3])
-        steps = x.shape[1] if step.attrs.get("layout", 0) else x.shape[0]
-        peep = env[step.inputs[7]] if len(step.inputs) > 7 and step.inputs[7] else None
-        dense = eff = 0
-        for d in range(w.shape[0]):
-            extra = {"peepholes": peep[d]} if peep is not None else {}
-            dd, ee = RULES[kind](w[d], r[d], **extra)
-            dense, eff = dense + dd, eff + ee
-        return kind, (dense * steps, eff * steps), [w, r]
-
-    return adapter
-
-
-def _mul(step: Step, env: dict, consts: dict) -> Counted:
-    if any(name in consts for name in step.inputs):
-        return None  # scaling by a constant is not a MAC (NeuroBench counts weights x inputs)
-    return "elementwise", RULES["elementwise"](env[step.outputs[0]].size), []
-
-
-MAC_OPS: dict[str, Callable[[Step, dict, dict], Counted]] = {
-    "Gemm": _gemm,
-    "MatMul": _matmul,
-    "Conv": _conv,
-    "GRU": _recurrent("gru"),
-    "LSTM": _recurrent("lstm"),
-    "Mul": _mul,
-}
-
-
-def _unit_feeds(model: Any, graph: NumpyGraph) -> dict[str, np.ndarray]:
+def _unit_feeds(model: Any, graph: ReferenceGraph) -> dict[str, np.ndarray]:
     """Zero inputs with every symbolic (batch) dimension set to 1."""
     feeds = {}
     for v in model.graph.input:
@@ -158,7 +150,7 @@ def _unit_feeds(model: Any, graph: NumpyGraph) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _peak_bytes(graph: NumpyGraph, env: dict[str, np.ndarray]) -> int:
+def _peak_bytes(graph: ReferenceGraph, env: dict[str, np.ndarray]) -> int:
     consts = graph.constants
     last: dict[str, int] = {}
     for i, step in enumerate(graph.plan):
@@ -184,23 +176,28 @@ def count_graph(model: Any) -> GraphCounts:
 
     Works on any step graph following the naming convention (inputs `x`, `state_*`); the
     metadata contract is not needed, so the export stage can count before it writes it.
+    Nodes whose op the numpy engine lacks are listed in `uncounted`, not refused.
     """
-    graph = NumpyGraph(model)
+    graph = ReferenceGraph(model, foreign=_onnxruntime_kernel(model))
     with np.errstate(all="ignore"):
         env = graph.run(_unit_feeds(model, graph))
-    ops, weights = [], {}
+    ops, uncounted, weights = [], [], {}
     for step in graph.plan:
-        adapter = MAC_OPS.get(step.op_type)
-        counted = adapter(step, env, graph.constants) if adapter else None
+        if step.foreign:
+            uncounted.append(UncountedOp(step.name, step.op_type))
+            continue
+        rule = step.op.macs
+        counted = rule(_bound(step, env, graph.constants)) if rule else None
         if counted is None:
             continue
-        rule, (dense, eff), ws = counted
-        ops.append(OpCount(step.name, step.op_type, rule, int(dense), int(eff)))
+        name, (dense, eff), ws = counted
+        ops.append(OpCount(step.name, step.op_type, name, int(dense), int(eff)))
         # a weight read by two ops (or as a transposed view) counts once: key = memory + size
         weights.update({(w.__array_interface__["data"][0], w.size): w for w in ws})
     states = [n for n in graph.inputs if n.startswith("state_")]
     return GraphCounts(
         ops=ops,
+        uncounted=uncounted,
         dense=sum(o.dense for o in ops),
         effective=sum(o.effective for o in ops),
         sparsity=sparsity(weights.values()),

@@ -6,7 +6,8 @@ For every backend a fresh StreamingDecoder decodes the same bins one `step` at a
 paced at their real rate (sleep, then busy-wait to each bin's due time) and lateness is
 reported. A bin misses its deadline when its step takes longer than `bin_ms` (realtime: when
 it finishes later than its due time + `bin_ms`). Accuracy against targets, when the bins come
-from a recording, uses cortexedge.metrics; MACs and footprint come from graph_macs.
+from a recording, uses cortexedge.metrics; MACs and footprint come from graph_macs, which
+names the ops its MAC count leaves out (`macs_uncounted`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cortexedge.contract import DecoderMetadata
 from cortexedge.errors import CortexEdgeError
 from cortexedge.metrics import classification_report, r2_score
 from cortexedge.runtime.decoder import StreamingDecoder
-from cortexedge.runtime.graph_macs import count_graph
+from cortexedge.runtime.graph_macs import GraphCounts, count_graph
 from cortexedge.runtime.model import load_decoder
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
@@ -147,6 +148,71 @@ def _accuracy(stream: Stream, preds: np.ndarray, metric: str) -> dict:
     return {metric: None}
 
 
+def _backend_result(
+    lat: np.ndarray,
+    late: np.ndarray,
+    missed: np.ndarray,
+    diff: float,
+    bin_ns: int,
+    warmup: int,
+    realtime: bool,
+) -> dict:
+    """One backend's latency, deadline and throughput figures over the bins after warm-up;
+    `diff` is its largest prediction difference from the first backend."""
+    timed = lat[warmup:]
+    res = {
+        "latency_us": latency_stats(timed),
+        "deadline_misses": int(missed[warmup:].sum()),
+        "deadline_miss_rate": float(missed[warmup:].mean()),
+        "bins_per_s": float(len(timed) / (timed.sum() / 1e9)),
+        "real_time_factor": float(timed.sum() / (len(timed) * bin_ns)),
+        "max_abs_diff_vs_first": diff,
+    }
+    if realtime:
+        res["lateness_us"] = latency_stats(late[warmup:])
+    return res
+
+
+def _time_backends(
+    path: Path,
+    stream: Stream,
+    backends: tuple[str, ...],
+    realtime: bool,
+    threads: int,
+    bin_ns: int,
+    warmup: int,
+) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """Results and latencies per backend, and the first backend's predictions."""
+    results, lats, first = {}, {}, None
+    for name in backends:
+        preds, lat, late, missed = _time_backend(path, name, stream, realtime, threads, bin_ns)
+        diff = 0.0 if first is None else float(np.abs(preds - first).max())
+        res = _backend_result(lat, late, missed, diff, bin_ns, warmup, realtime)
+        first = preds if first is None else first
+        results[name], lats[name] = res, lat
+    fastest = min(r["latency_us"]["p50"] for r in results.values())
+    for r in results.values():
+        r["p50_vs_fastest"] = r["latency_us"]["p50"] / fastest
+    return results, lats, first
+
+
+def _graph_summary(counts: GraphCounts, meta: DecoderMetadata) -> dict:
+    """MACs (with the ops the count leaves out), sparsity and footprint of the step graph."""
+    return {
+        "macs": {"dense": counts.dense, "effective": counts.effective},
+        "macs_metadata": meta.macs,
+        "macs_per_op": [asdict(o) for o in counts.ops],
+        "macs_uncounted": [asdict(u) for u in counts.uncounted],
+        "sparsity": counts.sparsity,
+        "footprint_bytes": counts.footprint_bytes,
+        "footprint": {
+            "weight_bytes": counts.weight_bytes,
+            "state_bytes": counts.state_bytes,
+            "peak_activation_bytes": counts.peak_activation_bytes,
+        },
+    }
+
+
 def profile(
     path: str | os.PathLike,
     stream: Stream,
@@ -165,25 +231,7 @@ def profile(
         raise CortexEdgeError(f"warmup: must be in [0, {n}) for {n} bins, got {warmup}")
     bin_ns = round(meta.bin_ms * 1e6)
     counts = count_graph(model.proto)
-    results, lats, first = {}, {}, None
-    for name in backends:
-        preds, lat, late, missed = _time_backend(path, name, stream, realtime, threads, bin_ns)
-        timed = lat[warmup:]
-        res = {
-            "latency_us": latency_stats(timed),
-            "deadline_misses": int(missed[warmup:].sum()),
-            "deadline_miss_rate": float(missed[warmup:].mean()),
-            "bins_per_s": float(len(timed) / (timed.sum() / 1e9)),
-            "real_time_factor": float(timed.sum() / (len(timed) * bin_ns)),
-            "max_abs_diff_vs_first": 0.0 if first is None else float(np.abs(preds - first).max()),
-        }
-        if realtime:
-            res["lateness_us"] = latency_stats(late[warmup:])
-        first = preds if first is None else first
-        results[name], lats[name] = res, lat
-    fastest = min(r["latency_us"]["p50"] for r in results.values())
-    for r in results.values():
-        r["p50_vs_fastest"] = r["latency_us"]["p50"] / fastest
+    results, lats, first = _time_backends(path, stream, backends, realtime, threads, bin_ns, warmup)
     metric = meta.score["metric"] if meta.score else "r2"
     summary = {
         "decoder": str(path),
@@ -195,16 +243,7 @@ def profile(
         "warmup_bins": warmup,
         "realtime": realtime,
         "threads": threads,
-        "macs": {"dense": counts.dense, "effective": counts.effective},
-        "macs_metadata": meta.macs,
-        "macs_per_op": [asdict(o) for o in counts.ops],
-        "sparsity": counts.sparsity,
-        "footprint_bytes": counts.footprint_bytes,
-        "footprint": {
-            "weight_bytes": counts.weight_bytes,
-            "state_bytes": counts.state_bytes,
-            "peak_activation_bytes": counts.peak_activation_bytes,
-        },
+        **_graph_summary(counts, meta),
         **_accuracy(stream, first, metric),
         "score_at_export": meta.score,
         "backends": results,

@@ -37,8 +37,15 @@ def write_json(summary: dict, path: str | os.PathLike) -> None:
     _atomic_write(Path(path), lambda f: f.write(text))
 
 
+def _uncounted_line(uncounted: list[dict]) -> str:
+    """The ops the MAC count leaves out, by type and node name."""
+    ops = ", ".join(f"{u['op_type']} '{u['node']}'" for u in uncounted)
+    return f"MACs leave out {len(uncounted)} op(s) the numpy engine does not implement: {ops}"
+
+
 def print_summary(summary: dict, console=None) -> None:
-    """Header lines (MACs, footprint, accuracy) and one table row per backend."""
+    """Header lines (MACs and the ops they leave out, footprint, accuracy) and one table row
+    per backend."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -56,6 +63,8 @@ def print_summary(summary: dict, console=None) -> None:
         f"(weights {foot['weight_bytes']:,} + state {foot['state_bytes']:,}); "
         f"peak activations {foot['peak_activation_bytes']:,} B"
     )
+    if summary["macs_uncounted"]:
+        console.print(_uncounted_line(summary["macs_uncounted"]), markup=False)
     for key in ("r2", "accuracy"):
         if summary.get(key) is not None:
             export = summary.get("score_at_export") or {}

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.runtime.backend_c import host_isa
+from cortexedge.runtime.backends.c import host_isa
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 DEVICE_SOURCES = ("decoder.c", "decoder_weights.c")

@@ -34,7 +34,13 @@ from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
-from cortexedge.runtime.backend_c import MANIFEST, MANIFEST_VERSION, CLibrary, host_isa, host_python
+from cortexedge.runtime.backends.c import (
+    MANIFEST,
+    MANIFEST_VERSION,
+    CLibrary,
+    host_isa,
+    host_python,
+)
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.progress import stage
 

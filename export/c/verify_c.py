@@ -17,7 +17,7 @@ import numpy as np
 
 from cortexedge.errors import CortexEdgeError
 from cortexedge.metrics import r2_score
-from cortexedge.runtime.backend_c import CLibrary
+from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.int_reference import IntDecoder, IntModel
 
 FLOAT_TOL = 1e-5

@@ -18,7 +18,7 @@ from cortexedge.export.c.generate import export_c
 from cortexedge.export.c.model_ir import float_model, read_structure
 from cortexedge.macs import elementwise, linear
 from cortexedge.runtime import StreamingDecoder
-from cortexedge.runtime.backend_c import host_python
+from cortexedge.runtime.backends.c import host_python
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder

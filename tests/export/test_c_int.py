@@ -13,7 +13,7 @@ from cortexedge.export.c.generate import export_c
 from cortexedge.export.c.int_extract import Quant, act_table, int_model
 from cortexedge.export.c.model_ir import read_structure
 from cortexedge.runtime import StreamingDecoder
-from cortexedge.runtime.backend_c import CLibrary
+from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.int_reference import IntDecoder, Requant, layer_norm, load_int_model
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder

@@ -10,7 +10,7 @@ import torch
 from cortexedge.export.c import build, emit_float, emit_int
 from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import float_model, read_structure
-from cortexedge.runtime.backend_c import CLibrary
+from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.train.models.aegru import AEGRU
 from tests.export.c_helpers import prune_half, ptq, window_batches
 

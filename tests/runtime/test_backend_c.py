@@ -14,8 +14,8 @@ import torch
 from cortexedge.errors import ContractError, CortexEdgeError
 from cortexedge.export.c.generate import export_c
 from cortexedge.runtime import MultiStreamDecoder, StreamingDecoder
-from cortexedge.runtime.backend_c import CBackend
 from cortexedge.runtime.backends import BACKENDS
+from cortexedge.runtime.backends.c import CBackend
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder
@@ -43,13 +43,13 @@ def int_build(tmp_path_factory):
 
 def test_c_is_registered_and_the_runtime_stays_torch_free():
     assert BACKENDS["c"] is CBackend
-    code = ("import sys, cortexedge.runtime, cortexedge.runtime.backend_c, "
+    code = ("import sys, cortexedge.runtime, cortexedge.runtime.backends.c, "
             "cortexedge.runtime.int_reference; assert 'torch' not in sys.modules")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_outputs_are_the_dequantized_accumulators(int_build):
-    from cortexedge.runtime.backend_c import CLibrary
+    from cortexedge.runtime.backends.c import CLibrary
 
     man = json.loads((int_build.parent / "decoder_c.json").read_text())
     lib = CLibrary(int_build.parent / "libdecoder.so", "int", 2, C)
@@ -157,7 +157,7 @@ def test_the_c_shim_screens_values_and_the_error_is_the_runtimes(int_build, valu
 
 
 def test_float_shim_refuses_values_outside_the_input_range(tmp_path):
-    from cortexedge.runtime.backend_c import CLibrary
+    from cortexedge.runtime.backends.c import CLibrary
 
     torch.manual_seed(9)
     model = GRUDecoder(C, hidden=8).eval()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.runtime.backend_ort import OrtBackend, batch_dim_names
+from cortexedge.runtime.backends.ort import OrtBackend, batch_dim_names
 from cortexedge.runtime.model import load_decoder
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import helper, numpy_helper
 
+from cortexedge.errors import ContractError
 from cortexedge.runtime import count_graph
 
 C, E, H, D, K = 12, 8, 16, 2, 3  # the sizes of the conftest models
@@ -77,3 +79,30 @@ def test_windowed_gru_counts_every_step_of_the_window(onnx_build):
     m = onnx_build.model([node], [onnx_build.tensor("x", [t, 1, i])],
                          [onnx_build.tensor("y", [1, 1, h])], inits)  # fmt: skip
     assert count_graph(m).dense == t * gru_count(i, h)
+
+
+def test_op_the_numpy_engine_lacks_is_uncounted_and_the_count_goes_on(onnx_build):
+    """MaxPool runs alone in onnxruntime: the Gemm behind it sees the pooled width (4, not 8)."""
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)  # one zero weight
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "one"], ["x3"]),
+        helper.make_node("MaxPool", ["x3"], ["p3"], kernel_shape=[2], strides=[2], name="pool"),
+        helper.make_node("Squeeze", ["p3", "one"], ["p"]),
+        helper.make_node("Gemm", ["p", "w"], ["y"], transB=1),
+    ]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1]), "one")]
+    m = onnx_build.model(nodes, [onnx_build.tensor("x", ["B", 8])],
+                         [onnx_build.tensor("y", ["B", 3])], inits)  # fmt: skip
+    counts = count_graph(m)
+    assert [(u.node, u.op_type) for u in counts.uncounted] == [("pool", "MaxPool")]
+    assert [(o.op_type, o.dense, o.effective) for o in counts.ops] == [("Gemm", 12, 11)]
+    assert counts.to_dict()["uncounted"] == [{"node": "pool", "op_type": "MaxPool"}]
+
+
+def test_op_onnxruntime_cannot_run_either_is_a_named_error(onnx_build):
+    node = helper.make_node("Frobnicate", ["x"], ["y"], name="f", domain="com.example")
+    m = onnx_build.model([node], [onnx_build.tensor("x", [1, 2])], [onnx_build.tensor("y", None)])
+    m.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(ContractError, match=r"MAC count: onnxruntime cannot run node 'f' "
+                       r"\(Frobnicate\) alone"):  # fmt: skip
+        count_graph(m)

@@ -1,4 +1,4 @@
-"""Every numpy kernel against onnxruntime on one-node graphs (the ONNX semantics referee)."""
+"""Every reference kernel against onnxruntime on one-node graphs (the ONNX semantics referee)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cortexedge.errors import ContractError
-from cortexedge.runtime.numpy_graph import NumpyGraph
+from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
 
 R = np.random.default_rng(0)
 F = TensorProto.FLOAT
@@ -24,7 +24,7 @@ def i64(*values):
 
 
 def _run_both(onnx_build, op, feeds, consts=None, out_types=(F,), **attrs):
-    """Run one `op` node in onnxruntime and in NumpyGraph; returns both output lists."""
+    """Run one `op` node in onnxruntime and in ReferenceGraph; returns both output lists."""
     consts = consts or {}
     names = list(feeds) + list(consts)
     order = attrs.pop("_order", names)
@@ -39,7 +39,7 @@ def _run_both(onnx_build, op, feeds, consts=None, out_types=(F,), **attrs):
     m = onnx_build.model([node], ins, outputs, inits)
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
-    env = NumpyGraph(m).run(feeds)
+    env = ReferenceGraph(m).run(feeds)
     return want, [env[o] for o in outs]
 
 
@@ -176,13 +176,13 @@ def test_unsupported_op_is_named(onnx_build):
     node = helper.make_node("Einsum", ["a", "a"], ["y"], equation="ij,ij->i")
     m = onnx_build.model([node], [onnx_build.tensor("a", [2, 2])], [onnx_build.tensor("y", [2])])
     with pytest.raises(ContractError, match="op 'Einsum' of node '' is not supported by the numpy"):
-        NumpyGraph(m)
+        ReferenceGraph(m)
 
 
 def test_constants_are_folded_at_load(onnx_build):
     """A weight behind DequantizeLinear is computed once; only MatMul/Mul/Add/Identity run."""
     m, wq = onnx_build.int8_decoder()
-    g = NumpyGraph(m)
+    g = ReferenceGraph(m)
     assert [s.op_type for s in g.plan] == ["MatMul", "Mul", "Add", "Identity"]
     np.testing.assert_array_equal(g.constants["w"], wq.astype(np.float32) * np.float32(0.05))
 
@@ -209,6 +209,6 @@ def test_constant_nodes_feed_the_graph(onnx_build):
     m = onnx_build.model(nodes, [onnx_build.tensor("a", [3, 2])], [onnx_build.tensor("out0", None)])
     feeds = {"a": f32(3, 2)}
     want = ort.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
-    g = NumpyGraph(m)
+    g = ReferenceGraph(m)
     assert [s.op_type for s in g.plan] == ["Add", "Mul"]
     np.testing.assert_allclose(g.run(feeds)["out0"], want, rtol=1e-6)

@@ -1,10 +1,11 @@
 """The numpy backend: the exported graph run by cortexedge's own ONNX interpreter.
 
-An independent reference for onnxruntime (kernels written from the ONNX spec, numpy_ops.py)
+An independent reference for onnxruntime (ops written from the ONNX spec, runtime/onnx_numpy/)
 and a fallback where onnxruntime is unavailable. Like the onnxruntime backend it keeps two
-state sets and swaps them each step; the graph is compiled once per set (numpy_compiled.py),
-bound to the input buffer and to that set, so a step is one copy in, the compiled calls and
-the copies out. A graph that cannot be compiled for fixed shapes runs in the interpreter.
+state sets and swaps them each step; the graph is compiled once per set (the fast tier,
+onnx_numpy/compiled.py), bound to the input buffer and to that set, so a step is one copy in,
+the compiled calls and the copies out. A graph that cannot be compiled for fixed shapes runs
+in the reference interpreter (onnx_numpy/reference.py).
 `threads` is accepted for interface compatibility; numpy's BLAS decides its own threading.
 """
 
@@ -15,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from cortexedge.runtime.model import LoadedModel
-from cortexedge.runtime.numpy_compiled import CompiledGraph, compile_static
-from cortexedge.runtime.numpy_graph import NumpyGraph
+from cortexedge.runtime.onnx_numpy.compiled import CompiledGraph, compile_static
+from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
 from cortexedge.runtime.state_buffers import StateBuffers
 
 # per state set k: the graph compiled on set k, its y output and (set 1−k buffer, output) pairs
@@ -33,7 +34,7 @@ class NumpyBackend:
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None:
         model.check_batch(batch)
         meta = model.meta
-        self._graph = NumpyGraph(model.proto)
+        self._graph = ReferenceGraph(model.proto)
         self._x = np.zeros((batch, *meta.input.shape), dtype=meta.input.dtype)
         self._y = np.zeros((batch, len(meta.outputs)), dtype=model.y_dtype)
         self._states = StateBuffers(model.initial_states(batch))

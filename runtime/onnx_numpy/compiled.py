@@ -1,19 +1,25 @@
-"""A NumpyGraph specialized for fixed input arrays: the numpy backend's hot path.
+"""The fast tier: a ReferenceGraph specialized for fixed input arrays, the numpy backend's hot
+path.
 
 A streaming backend runs the same graph on the same input buffers, with the same shapes, on
 every step. `compile_static` uses that once, at load, walking the interpreter's plan on the
 buffers' current values:
 - `Shape` outputs, and everything computed from constants only, become constants;
-- a node that only re-views its first input (Reshape, Unsqueeze, Slice, scalar Gather, ...
-  with constant indices) becomes that view, made once and free at run time;
-- every other node gets output buffers allocated once and a call that refills them: an
-  in-place kernel from numpy_fast / numpy_fast_rnn when one fits, otherwise the interpreter's
-  kernel followed by a copy.
+- a node whose op only re-views its first input (`OpDef.view`: Reshape, Unsqueeze, Slice,
+  scalar Gather, ... with constant indices) becomes that view, made once and free at run time;
+- every other node gets output buffers allocated once and a call that refills them: the op's
+  in-place kernel (`OpDef.fast`) when it takes the node, otherwise the reference kernel
+  followed by a copy.
 `run()` is then a loop over argument-less calls, and `outputs` are fixed arrays (buffers or
 views) holding the results. Kernels write only into their own buffers, never into the inputs.
 A graph where an output shape depends on a computed value rather than on input shapes (a
-Reshape to a computed shape) cannot be fixed this way: `compile_static` returns None and the
-caller keeps the interpreter.
+Reshape to a computed shape: a non-constant `OpDef.shape_inputs`) cannot be fixed this way:
+`compile_static` returns None and the caller keeps the reference interpreter.
+
+The in-place kernels follow the reference kernels operation by operation, except where a BLAS
+product replaces a sum (LayerNormalization's statistics, a one-axis ReduceSum, the fused RNN
+steps): there the two differ by float rounding only. tests/runtime/onnx_numpy/test_compiled.py
+checks them against each other.
 """
 
 from __future__ import annotations
@@ -23,12 +29,8 @@ from functools import partial
 import numpy as np
 
 from cortexedge.errors import ContractError
-from cortexedge.runtime.numpy_fast import FAST, Bound, Call
-from cortexedge.runtime.numpy_fast_rnn import RNN_FAST
-from cortexedge.runtime.numpy_graph import FAILURES, NumpyGraph, Step, node_failure
-from cortexedge.runtime.numpy_ops import SHAPE_INPUTS, VIEW_OPS
-
-BUILDERS = {**FAST, **RNN_FAST}
+from cortexedge.runtime.onnx_numpy.opdef import Bound, Call
+from cortexedge.runtime.onnx_numpy.reference import FAILURES, ReferenceGraph, Step, node_failure
 
 
 class _NotStatic(Exception):
@@ -38,7 +40,7 @@ class _NotStatic(Exception):
 def _refill(kernel, ins: list, attrs: dict, outs: list[np.ndarray]) -> None:
     """The generic call: the interpreter's kernel, its results copied into the buffers."""
     for buf, value in zip(outs, kernel(ins, attrs), strict=False):
-        if np.shape(value) != buf.shape:  # SHAPE_INPUTS missed a value-dependent shape
+        if np.shape(value) != buf.shape:  # `shape_inputs` missed a value-dependent shape
             raise ValueError(f"output shape {np.shape(value)} differs from {buf.shape} at load")
         buf[...] = value
 
@@ -46,7 +48,7 @@ def _refill(kernel, ins: list, attrs: dict, outs: list[np.ndarray]) -> None:
 class CompiledGraph:
     """`graph` bound to the arrays in `inputs` (written by the caller before each `run`)."""
 
-    def __init__(self, graph: NumpyGraph, inputs: dict[str, np.ndarray]) -> None:
+    def __init__(self, graph: ReferenceGraph, inputs: dict[str, np.ndarray]) -> None:
         missing = [name for name in graph.inputs if name not in inputs]
         if missing:
             raise ContractError(f"compiled numpy graph: no array for input '{missing[0]}'")
@@ -67,7 +69,7 @@ class CompiledGraph:
         ins = [values[i] if i else None for i in step.inputs]
         is_const = [not i or i in const for i in step.inputs]
         try:
-            results = step.kernel(ins, step.attrs)
+            results = step.op.kernel(ins, step.attrs)
         except ContractError:
             raise
         except FAILURES as e:
@@ -77,20 +79,20 @@ class CompiledGraph:
             values.update(named)
             const.update(k for k, _ in named)
             return
-        if any(not is_const[p] for p in SHAPE_INPUTS.get(step.op_type, ()) if p < len(ins)):
+        if any(not is_const[p] for p in step.op.shape_inputs if p < len(ins)):
             raise _NotStatic(step.name)
-        if step.op_type in VIEW_OPS and all(is_const[1:]):
+        if step.op.view and all(is_const[1:]):
             if all(np.shares_memory(r, ins[0]) for r in results):
                 values.update(named)
                 return
         outs = [np.array(r, order="C") for r in results]  # fresh buffers holding the trace
-        builder = BUILDERS.get(step.op_type)
+        builder = step.op.fast
         names = list(step.outputs[: len(outs)]) + [""] * (len(outs) - len(step.outputs))
         used = [bool(k) and k in self._read for k in names]
         call = builder(Bound(ins, is_const, outs, step.attrs, used)) if builder else None
         if call is None:
             self.interpreted.append(step)
-            call = partial(_refill, step.kernel, ins, step.attrs, outs)
+            call = partial(_refill, step.op.kernel, ins, step.attrs, outs)
         self.calls.append((step, call))
         values.update((k, buf) for k, buf in zip(step.outputs, outs, strict=False) if k)
 
@@ -106,7 +108,7 @@ class CompiledGraph:
             raise node_failure(step, e) from None
 
 
-def compile_static(graph: NumpyGraph, inputs: dict[str, np.ndarray]) -> CompiledGraph | None:
+def compile_static(graph: ReferenceGraph, inputs: dict[str, np.ndarray]) -> CompiledGraph | None:
     """`graph` compiled for the arrays in `inputs`, or None when a shape depends on values."""
     try:
         return CompiledGraph(graph, inputs)

@@ -1,12 +1,14 @@
-"""The compiled numpy graph (numpy_compiled.py + numpy_fast.py) against the interpreter.
+"""The fast tier (onnx_numpy/compiled.py, the ops' `OpDef.fast` builders) against the reference.
 
 Every case binds the inputs once, then refills them with new values for several runs: the
 compiled outputs must follow (buffers and views track their inputs) and equal what the
-interpreter (`NumpyGraph.run`, itself checked against onnxruntime in test_numpy_ops.py)
+interpreter (`ReferenceGraph.run`, itself checked against onnxruntime in test_reference_ops.py)
 computes from the same values.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -16,12 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 from cortexedge.contract import attach
 from cortexedge.errors import ContractError
 from cortexedge.runtime import StreamingDecoder
-from cortexedge.runtime.backend_numpy import NumpyBackend
+from cortexedge.runtime.backends.numpy import NumpyBackend
 from cortexedge.runtime.model import load_decoder
-from cortexedge.runtime.numpy_compiled import CompiledGraph, compile_static
-from cortexedge.runtime.numpy_graph import NumpyGraph
-from cortexedge.runtime.numpy_ops import SHAPE_INPUTS
-from tests.runtime.test_numpy_ops import F, R, f32, i64
+from cortexedge.runtime.onnx_numpy.compiled import CompiledGraph, compile_static
+from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
+from cortexedge.runtime.onnx_numpy.registry import OPS
+from tests.runtime.onnx_numpy.test_reference_ops import F, R, f32, i64
 
 
 def refill(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
@@ -37,7 +39,7 @@ def refill(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
 
 def agree(model, feeds: dict, rounds: int = 3, exact: bool = False) -> CompiledGraph:
     """Compile `model` on copies of `feeds`; over `rounds` refills, compiled == interpreter."""
-    graph, rng = NumpyGraph(model), np.random.default_rng(1)
+    graph, rng = ReferenceGraph(model), np.random.default_rng(1)
     bound = {k: v.copy() for k, v in feeds.items()}
     compiled = compile_static(graph, bound)
     assert compiled is not None
@@ -204,30 +206,30 @@ def test_shape_computed_from_values_is_left_to_the_interpreter(onnx_build):
     node = helper.make_node("Reshape", ["x", "shape"], ["y"])
     ins = [onnx_build.tensor("x", [2, 3]), onnx_build.tensor("shape", [2], TensorProto.INT64)]
     m = onnx_build.model([node], ins, [onnx_build.tensor("y", None)])
-    assert compile_static(NumpyGraph(m), {"x": f32(2, 3), "shape": i64(3, 2)}) is None
+    assert compile_static(ReferenceGraph(m), {"x": f32(2, 3), "shape": i64(3, 2)}) is None
 
 
 def test_missing_input_array_is_named(onnx_build):
     m = one_node(onnx_build, "Relu", {"a": f32(3)})
     with pytest.raises(ContractError, match="compiled numpy graph: no array for input 'a'"):
-        CompiledGraph(NumpyGraph(m), {})
+        CompiledGraph(ReferenceGraph(m), {})
 
 
 def test_kernel_failure_at_load_names_the_node(onnx_build):
     m = one_node(onnx_build, "MatMul", {"a": f32(2, 3), "b": f32(4, 5)})
     with pytest.raises(ContractError, match=r"numpy backend: node 'n' \(MatMul\) failed: "):
-        compile_static(NumpyGraph(m), {"a": f32(2, 3), "b": f32(4, 5)})
+        compile_static(ReferenceGraph(m), {"a": f32(2, 3), "b": f32(4, 5)})
 
 
 def test_unforeseen_shape_change_is_a_contract_error(onnx_build, monkeypatch):
-    """The safety net under SHAPE_INPUTS: an interpreted kernel returning another shape than
-    at load raises instead of broadcasting into the old buffer."""
-    monkeypatch.delitem(SHAPE_INPUTS, "Reshape")
+    """The safety net under `OpDef.shape_inputs`: an interpreted kernel returning another shape
+    than at load raises instead of broadcasting into the old buffer."""
+    monkeypatch.setitem(OPS, "Reshape", replace(OPS["Reshape"], shape_inputs=()))
     node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="r")
     ins = [onnx_build.tensor("x", [2, 3]), onnx_build.tensor("shape", [2], TensorProto.INT64)]
     m = onnx_build.model([node], ins, [onnx_build.tensor("y", None)])
     bound = {"x": f32(2, 3), "shape": i64(2, 3)}
-    compiled = compile_static(NumpyGraph(m), bound)
+    compiled = compile_static(ReferenceGraph(m), bound)
     bound["shape"][...] = (3, 2)
     with pytest.raises(ContractError, match=r"node 'r' \(Reshape\) failed: output shape \(3, 2\) "
                        r"differs from \(2, 3\) at load"):  # fmt: skip

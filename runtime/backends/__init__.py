@@ -14,9 +14,9 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.runtime.backend_c import CBackend
-from cortexedge.runtime.backend_numpy import NumpyBackend
-from cortexedge.runtime.backend_ort import OrtBackend
+from cortexedge.runtime.backends.c import CBackend
+from cortexedge.runtime.backends.numpy import NumpyBackend
+from cortexedge.runtime.backends.ort import OrtBackend
 from cortexedge.runtime.model import LoadedModel
 
 

@@ -1,6 +1,6 @@
-"""Fused GRU/LSTM steps (numpy_fast_rnn.py) and whole exported decoders, compiled vs the
-interpreter: random RNN nodes in every supported form, then decoders stepped by NumpyBackend
-against the interpreter driven by hand, at batch 1 and batch 3."""
+"""Fused GRU/LSTM steps (onnx_numpy/ops_gru.py, ops_lstm.py) and whole exported decoders,
+compiled vs the interpreter: random RNN nodes in every supported form, then decoders stepped by
+NumpyBackend against the interpreter driven by hand, at batch 1 and batch 3."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from onnx import helper, numpy_helper
 
 from cortexedge.export.api import to_onnx
-from cortexedge.runtime.backend_numpy import NumpyBackend
+from cortexedge.runtime.backends.numpy import NumpyBackend
 from cortexedge.runtime.model import load_decoder
-from cortexedge.runtime.numpy_graph import NumpyGraph
+from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
 from tests.export.small_models import SMALL, build
-from tests.runtime.test_numpy_compiled import agree
+from tests.runtime.onnx_numpy.test_compiled import agree
 
 IN, H = 5, 4
 
@@ -95,8 +95,8 @@ def test_rnn_forms_outside_the_fused_step_run_the_interpreters_kernel(onnx_build
 
 
 def interpreter_stream(loaded, xs: np.ndarray) -> np.ndarray:
-    """Reference: NumpyGraph.run stepped by hand from the initial states; xs [n, batch, ...]."""
-    graph, specs = NumpyGraph(loaded.proto), loaded.meta.states
+    """Reference: ReferenceGraph.run stepped by hand from the initial states; xs [n, batch, ...]."""
+    graph, specs = ReferenceGraph(loaded.proto), loaded.meta.states
     states = loaded.initial_states(xs.shape[1])
     ys = []
     for x in xs:

@@ -1,34 +1,42 @@
-"""A small ONNX graph interpreter on numpy: the engine of the numpy backend and of graph_macs.
+"""The reference interpreter: any ONNX graph of the ops in `registry.OPS`, run on numpy.
 
-At load it decodes initializers and attributes once, orders the nodes topologically, checks
-that every op is in the registry (`numpy_ops.OPS`) and folds every node whose inputs are all
-constant (weights behind DequantizeLinear, gate-reordering Slices, shape constants). `run` then
-executes only the remaining nodes and returns every tensor it computed, so callers can read
-outputs or trace intermediate shapes. The streaming backend runs a graph specialized further
-for fixed input arrays (numpy_compiled.py); this interpreter stays its reference.
+At load it decodes initializers and attributes once, orders the nodes topologically, looks
+every op up in `OPS` and folds every node whose inputs are all constant (weights behind
+DequantizeLinear, gate-reordering Slices, shape constants). `run` then executes only the
+remaining nodes and returns every tensor it computed, so callers can read outputs or trace
+intermediate shapes: the MAC walker (runtime/graph_macs.py) does, and the numpy backend runs
+graphs whose shapes depend on values here. Other graphs it runs in the fast tier
+(compiled.py), for which this interpreter stays the reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from cortexedge.errors import ContractError
-from cortexedge.runtime.numpy_ops import OPS, Kernel
+from cortexedge.runtime.onnx_numpy.opdef import Kernel, OpDef
+from cortexedge.runtime.onnx_numpy.registry import OPS
 
 
 @dataclass(frozen=True)
 class Step:
-    """One node to execute: its kernel, decoded attributes and tensor names."""
+    """One node to execute: its op definition, decoded attributes and tensor names."""
 
     name: str
     op_type: str
-    kernel: Kernel
+    op: OpDef
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: dict
+
+    @property
+    def foreign(self) -> bool:
+        """True when the op is not one of `OPS` (its kernel came from the graph's `foreign`)."""
+        return OPS.get(self.op_type) is not self.op
 
 
 def _attribute(a: Any) -> Any:
@@ -65,10 +73,14 @@ def _topological(nodes: list, available: set[str]) -> list:
     return order
 
 
-class NumpyGraph:
-    """An ONNX graph compiled for repeated numpy execution (constants folded at load)."""
+class ReferenceGraph:
+    """An ONNX graph prepared for repeated numpy execution (constants folded at load).
 
-    def __init__(self, model: Any) -> None:
+    `foreign`, when given, supplies the kernel of a node whose op is not in `OPS` (the MAC
+    walker evaluates those with onnxruntime); without it such a node is refused, naming it.
+    """
+
+    def __init__(self, model: Any, foreign: Callable[[Any], Kernel] | None = None) -> None:
         from onnx import numpy_helper
 
         graph = model.graph
@@ -80,24 +92,11 @@ class NumpyGraph:
         self.outputs = [o.name for o in graph.output]
         self.plan: list[Step] = []
         for node in _topological(list(graph.node), set(self.inputs) | self.initializers):
-            step = self._compile(node)
+            step = _compile(node, foreign)
             if all(i == "" or i in self.constants for i in step.inputs):
                 _execute([step], self.constants)
             else:
                 self.plan.append(step)
-
-    @staticmethod
-    def _compile(node: Any) -> Step:
-        kernel = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if kernel is None:
-            domain = f" (domain '{node.domain}')" if node.domain else ""
-            raise ContractError(
-                f"op '{node.op_type}'{domain} of node '{node.name}' is not supported by "
-                "the numpy backend"
-            )
-        attrs = {a.name: _attribute(a) for a in node.attribute}
-        attrs["_outputs"] = len(node.output)
-        return Step(node.name, node.op_type, kernel, tuple(node.input), tuple(node.output), attrs)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Execute the graph; returns every tensor by name (constants, feeds, intermediates)."""
@@ -105,6 +104,22 @@ class NumpyGraph:
         env.update(feeds)
         _execute(self.plan, env)
         return env
+
+
+def _compile(node: Any, foreign: Callable[[Any], Kernel] | None) -> Step:
+    """The node's Step: its op from `OPS` (or from `foreign`) and its decoded attributes."""
+    op = OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if op is None and foreign is not None:
+        op = OpDef(node.op_type, foreign(node))
+    if op is None:
+        domain = f" (domain '{node.domain}')" if node.domain else ""
+        raise ContractError(
+            f"op '{node.op_type}'{domain} of node '{node.name}' is not supported by "
+            "the numpy backend"
+        )
+    attrs = {a.name: _attribute(a) for a in node.attribute}
+    attrs["_outputs"] = len(node.output)
+    return Step(node.name, node.op_type, op, tuple(node.input), tuple(node.output), attrs)
 
 
 # what a kernel raises on tensors it cannot take; ContractError (a ValueError) passes unchanged
@@ -121,7 +136,7 @@ def _execute(steps: list[Step], env: dict[str, np.ndarray]) -> None:
     step = None
     try:
         for step in steps:
-            results = step.kernel([env[i] if i else None for i in step.inputs], step.attrs)
+            results = step.op.kernel([env[i] if i else None for i in step.inputs], step.attrs)
             # a kernel may return optional outputs the node does not name (Dropout's mask)
             for name, value in zip(step.outputs, results, strict=False):
                 env[name] = value
