@@ -6,7 +6,7 @@ input buffer, one per direction of the state swap: binding k reads state set k a
 StreamingDecoder's two bin buffers) are read in place; any other input is first copied into the
 backend's own bound buffer.
 
-Measured (benchmarks/ort_options.py: one thread, every variant interleaved in one run on the
+Measured (the study kept in docs/onnxruntime-tuning.md: one thread, every variant interleaved in one run on the
 noisy shared 2-core machine, p50 ratios against the settings before that study):
 - the run goes straight to the pybind session, `sess._sess.run_with_iobinding(binding,
   run_options)` (private names: onnxruntime is pinned at 1.31.1), with one empty RunOptions
