@@ -23,40 +23,7 @@ from cortexedge.runtime.model import load_decoder
 from cortexedge.runtime.onnx_numpy.compiled import CompiledGraph, compile_static
 from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
 from cortexedge.runtime.onnx_numpy.registry import OPS
-from tests.runtime.onnx_numpy.test_reference_ops import F, R, f32, i64
-
-
-def refill(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> None:
-    """New values of the same shape and dtype, in place."""
-    for a in arrays.values():
-        if a.dtype == bool:
-            a[...] = rng.random(a.shape) > 0.5
-        elif np.issubdtype(a.dtype, np.integer):
-            a[...] = rng.integers(-5, 6, a.shape)
-        else:
-            a[...] = rng.normal(size=a.shape) * 3
-
-
-def agree(model, feeds: dict, rounds: int = 3, exact: bool = False) -> CompiledGraph:
-    """Compile `model` on copies of `feeds`; over `rounds` refills, compiled == interpreter."""
-    graph, rng = ReferenceGraph(model), np.random.default_rng(1)
-    bound = {k: v.copy() for k, v in feeds.items()}
-    compiled = compile_static(graph, bound)
-    assert compiled is not None
-    for r in range(rounds):
-        if r:
-            refill(bound, rng)
-        with np.errstate(all="ignore"):
-            want = graph.run({k: v.copy() for k, v in bound.items()})
-            compiled.run()
-        for name in graph.outputs:
-            got = compiled.outputs[name]
-            assert got.shape == want[name].shape and got.dtype == want[name].dtype, name
-            if exact:
-                np.testing.assert_array_equal(got, want[name], err_msg=name)
-            else:
-                np.testing.assert_allclose(got, want[name], rtol=2e-6, atol=2e-6, err_msg=name)
-    return compiled
+from tests.runtime.onnx_numpy.helpers import F, R, agree, f32, i64
 
 
 def one_node(onnx_build, op, feeds, consts=None, n_out=1, out_type=F, order=None, **attrs):

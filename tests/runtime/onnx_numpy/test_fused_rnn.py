@@ -13,7 +13,7 @@ from cortexedge.runtime.backends.numpy import NumpyBackend
 from cortexedge.runtime.model import load_decoder
 from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
 from tests.export.small_models import SMALL, build
-from tests.runtime.onnx_numpy.test_compiled import agree
+from tests.runtime.onnx_numpy.helpers import agree
 
 IN, H = 5, 4
 

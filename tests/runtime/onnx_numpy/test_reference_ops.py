@@ -9,18 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cortexedge.errors import ContractError
 from cortexedge.runtime.onnx_numpy.reference import ReferenceGraph
-
-R = np.random.default_rng(0)
-F = TensorProto.FLOAT
-
-
-def f32(*shape, positive=False):
-    x = R.normal(size=shape).astype(np.float32)
-    return np.abs(x) + 0.1 if positive else x
-
-
-def i64(*values):
-    return np.array(values, dtype=np.int64)
+from tests.runtime.onnx_numpy.helpers import F, R, f32, i64
 
 
 def _run_both(onnx_build, op, feeds, consts=None, out_types=(F,), **attrs):
