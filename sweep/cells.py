@@ -71,9 +71,10 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
     with staged(Path(folder)) as tmp:
         source = trained  # an empty recipe is the uncompressed baseline: export the run itself
         if recipe.sparsity or recipe.structured or recipe.bits is not None:
+            stride = train.get("train_stride", 1)
             result = ce.compress(model, rec, recipe, family=cell["decoder"],
                                  data=cell["data"] or None, task=train.get("task"),
-                                 train_stride=train.get("train_stride", 1), threads=threads)  # fmt: skip
+                                 train_stride=stride, threads=threads)  # fmt: skip
             extra = {k: config[k] for k in CARRIED if k in config}
             source = save_compressed(result, tmp / "checkpoint", extra={**extra, "source": trained})
         meta = ce.to_onnx(source, tmp / "decoder.onnx", recording=rec).metadata
@@ -84,8 +85,9 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
         if cell["build"]["c"]:
             from cortexedge.export.c.generate import export_c
 
-            c = export_c(source, tmp / "c", recording=rec,
-                         onnx_path=tmp / "decoder.onnx", qemu_bins=cell["build"]["qemu_bins"])  # fmt: skip
+            qemu_bins = cell["build"]["qemu_bins"]
+            c = export_c(source, tmp / "c", recording=rec, onnx_path=tmp / "decoder.onnx",
+                         qemu_bins=qemu_bins)  # fmt: skip
             row.update(_c_figures(c))
         row["seconds"] = round(time.perf_counter() - t0, 3)
         write_atomic(tmp / CELL_RESULT, json.dumps(row, indent=2).encode())

@@ -192,9 +192,8 @@ def _recipes(raw: dict, where: Path) -> dict[str, dict]:
         name = str(table.get("name", f"recipe{i}"))
         bad = sorted(set(fields_) - known)
         if bad:
-            raise PlanError(
-                f"{where}: recipe '{name}': unknown key '{bad[0]}' (known: {', '.join(sorted(known))})"
-            )
+            names = ", ".join(sorted(known))
+            raise PlanError(f"{where}: recipe '{name}': unknown key '{bad[0]}' (known: {names})")
         try:
             Recipe(**fields_).validate()
         except CortexEdgeError as e:
@@ -241,7 +240,9 @@ def load_plan(path: str | os.PathLike) -> Plan:
         raise PlanError(f"{where}: not valid TOML ({e})") from None
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise PlanError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(TOP_KEYS))})")
+        raise PlanError(
+            f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(TOP_KEYS))})"
+        )
     decoders = _decoders(raw, where)
     return Plan(
         recordings=_recordings(raw, where),

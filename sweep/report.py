@@ -57,8 +57,10 @@ def _mark_pareto(entries: list[dict]) -> None:
     for e in scored:
         mine = (e["r2"][0], -e["macs_effective"][0], -cost_bytes(e))
         e["pareto"] = not any(
-            o is not e and o["recording"] == e["recording"]
-            and all(a >= b for a, b in zip(theirs, mine, strict=True)) and theirs != mine
+            o is not e
+            and o["recording"] == e["recording"]
+            and all(a >= b for a, b in zip(theirs, mine, strict=True))
+            and theirs != mine
             for o in scored
             for theirs in [(o["r2"][0], -o["macs_effective"][0], -cost_bytes(o))]
         )

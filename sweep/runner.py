@@ -24,8 +24,15 @@ RETRIES = 3  # times Ray reruns a task whose worker process died
 _ADDRESS = re.compile(r"auto|(ray://)?[\w.\-]+:\d{1,5}")
 
 
+# Ray binds its servers to loopback when it runs as a single-machine instance (as it does on
+# macOS and Windows); read when ray is first imported, so set before that.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def _start(address: str | None, workers: int | None) -> bool:
     """Start or join Ray; True when this call started it (and so shuts it down)."""
+    if address is None:
+        os.environ.update(LOOPBACK_ENV)
     import ray
 
     if ray.is_initialized():
@@ -39,8 +46,7 @@ def _start(address: str | None, workers: int | None) -> bool:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CortexEdgeError(f"cannot join the Ray cluster at {address}: {first}") from None
         return True
-    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False)  # fmt: skip
+    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     return True
 
 
@@ -127,9 +133,9 @@ def run(
     done = results.complete(out)
     todo = [c for c in cells if c.key not in done]
     if todo:
+        started = _start(address, workers)
         import ray
 
-        started = _start(address, workers)
         try:
             results.clear_stale(out)
             cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -23,7 +23,7 @@ class _SweepGroup(click.Group):
 
 @click.group("sweep", cls=_SweepGroup)
 def sweep() -> None:
-    """Sweep recordings x decoders x recipes x seeds on Ray (PLAN.toml; see docs/sweep-sizing.md)."""
+    """Sweep recordings x decoders x recipes x seeds on Ray (see docs/sweep-sizing.md)."""
 
 
 @sweep.command("run")

@@ -13,10 +13,7 @@ seeds = {seeds}
 [train]
 epochs = 2
 train_stride = 8
-[models.gru]
-hidden = 16
-[models.lstm]
-hidden = {lstm_hidden}
+{models}
 [[recipes]]
 name = "dense"
 [[recipes]]
@@ -38,7 +35,9 @@ def recording_dir(tmp_path_factory) -> Path:
 def write_plan(folder: Path, *, decoders=("gru", "lstm"), seeds=(0, 1), lstm_hidden=16) -> Path:
     """A plan over the recording in `folder`: len(decoders) x 2 recipes x len(seeds) cells."""
     path = folder / "plan.toml"
-    text = PLAN.format(decoders=list(decoders), seeds=list(seeds), lstm_hidden=lstm_hidden)
+    hidden = {"gru": 16, "lstm": lstm_hidden}
+    models = "\n".join(f"[models.{d}]\nhidden = {hidden[d]}" for d in decoders)
+    text = PLAN.format(decoders=list(decoders), seeds=list(seeds), models=models)
     path.write_text(text.replace("'", '"'))
     return path
 
@@ -46,7 +45,13 @@ def write_plan(folder: Path, *, decoders=("gru", "lstm"), seeds=(0, 1), lstm_hid
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray of 2 CPUs shared by a module's sweeps (start-up costs seconds)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    import os
+
+    from cortexedge.sweep.runner import LOOPBACK_ENV
+
+    os.environ.update(LOOPBACK_ENV)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
