@@ -95,6 +95,7 @@ def plot(entries: list[dict]) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, NullFormatter
 
     scored = [e for e in entries if e["r2"]]
     flash = any(e["c_flash_bytes"] for e in scored)
@@ -112,7 +113,15 @@ def plot(entries: list[dict]) -> bytes:
         for e in scored:
             ax.annotate(e["recipe"], (x(e), e["r2"][0]), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")  # fmt: skip
-        ax.set(xlabel=label, ylabel="test R² (mean ± sd over seeds)", xscale="log")
+        values = [x(e) for e in scored]
+        wide = min(values) > 0 and max(values) > 10 * min(values)
+        ax.set(
+            xlabel=label,
+            ylabel="test R² (mean ± sd over seeds)",
+            xscale="log" if wide else "linear",
+        )
+        ax.xaxis.set_major_formatter(EngFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     buf = io.BytesIO()
