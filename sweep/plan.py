@@ -232,10 +232,10 @@ def _recordings(raw: dict, where: Path) -> dict[str, str]:
 def load_plan(path: str | os.PathLike) -> Plan:
     """Read and check a plan file (recordings are fingerprinted, not kept in memory)."""
     where = Path(path)
-    if not where.is_file():
-        raise PlanError(f"plan file not found: {where}")
     try:
         raw = tomllib.loads(where.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise PlanError(f"plan file not found: {where}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PlanError(f"{where}: not valid TOML ({e})") from None
     unknown = sorted(set(raw) - TOP_KEYS)
