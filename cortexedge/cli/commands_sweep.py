@@ -23,7 +23,11 @@ class _SweepGroup(click.Group):
 
 @click.group("sweep", cls=_SweepGroup)
 def sweep() -> None:
-    """Sweep recordings x decoders x recipes x seeds on Ray (see docs/sweep-sizing.md)."""
+    """Sweep recordings x decoders x recipes x seeds on Ray.
+
+    `cortexedge sweep PLAN.toml --out DIR` is short for `cortexedge sweep run ...`; see the
+    README's Sweeps section for the plan file and docs/sweep-sizing.md for sizing.
+    """
 
 
 @sweep.command("run")
