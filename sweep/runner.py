@@ -57,8 +57,9 @@ def _error_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _submit(plan: Plan, todo: list[Cell], out: Path) -> dict:
-    """Submit the training runs the cells need and the cells; returns {ref: cell}."""
+def _submit(plan: Plan, todo: list[Cell], out: Path) -> tuple[dict, dict]:
+    """Submit the training runs the cells need and the cells; returns the refs of both
+    ({cell ref: cell}, {group key: training ref})."""
     import ray
 
     opts = dict(num_cpus=THREADS, max_retries=RETRIES)
@@ -74,7 +75,7 @@ def _submit(plan: Plan, todo: list[Cell], out: Path) -> dict:
         spec = {**asdict(cell), "train": plan.train, "data": plan.data, "build": plan.build}
         folder = str(out / "cells" / cell.key)
         refs[cell_task.remote(spec, trained[cell.group], folder, THREADS)] = cell
-    return refs
+    return refs, trained
 
 
 def _row(cell: Cell, status: str, **facts) -> dict:
@@ -84,7 +85,16 @@ def _row(cell: Cell, status: str, **facts) -> dict:
             **facts}  # fmt: skip
 
 
-def _collect(refs: dict, out: Path, bar: Progress | None, cpus: int) -> None:
+def _running(pending: list, refs: dict, trained: dict, cpus: int) -> int:
+    """Tasks that can be running: unfinished trainings and cells whose training is done."""
+    import ray
+
+    done, waiting = ray.wait(list(trained.values()), num_returns=len(trained), timeout=0)
+    ready = {key for key, ref in trained.items() if ref in set(done)}
+    return min(cpus, len(waiting) + sum(refs[ref].group in ready for ref in pending))
+
+
+def _collect(refs: dict, trained: dict, out: Path, bar: Progress | None, cpus: int) -> None:
     """Stream results to results.jsonl as cells finish; Ctrl-C cancels the rest."""
     import ray
 
@@ -102,7 +112,7 @@ def _collect(refs: dict, out: Path, bar: Progress | None, cpus: int) -> None:
                 if bar:
                     bar.update(done=row["status"] == "ok", failed=row["status"] != "ok")
             if bar:
-                bar.update(running=min(cpus, len(pending)))
+                bar.update(running=_running(pending, refs, trained, cpus))
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -140,7 +150,7 @@ def run(
             results.clear_stale(out)
             cpus = int(ray.cluster_resources().get("CPU", 1))
             bar = Progress(len(todo)) if progress else None
-            _collect(_submit(plan, todo, out), out, bar, cpus)
+            _collect(*_submit(plan, todo, out), out, bar, cpus)
             if bar:
                 bar.close()
         finally:
