@@ -11,7 +11,13 @@ import pytest
 
 from tests.conftest import REPO
 
-STAGES = {"train": "train", "compress": "compress", "export": "export", "runtime": "runtime"}
+STAGES = {
+    "train": "train",
+    "compress": "compress",
+    "export": "export",
+    "runtime": "runtime",
+    "sweep": "sweep",
+}
 
 
 def _pyproject() -> dict:
@@ -31,7 +37,7 @@ def test_every_package_folder_is_listed():
     assert found == listed, f"pyproject packages out of date: {found ^ listed}"
 
 
-@pytest.mark.parametrize("name", ["train", "export", "compress", "runtime"])
+@pytest.mark.parametrize("name", ["train", "export", "compress", "runtime", "sweep"])
 def test_no_top_level_stage_import(name, tmp_path):
     # run outside the repository so the working directory cannot shadow the install
     r = subprocess.run(

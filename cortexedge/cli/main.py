@@ -42,6 +42,7 @@ def _register() -> None:
         commands_demo,
         commands_export,
         commands_profile,
+        commands_sweep,
         commands_train,
     )
 
@@ -51,6 +52,7 @@ def _register() -> None:
     cli.add_command(commands_export.export)
     cli.add_command(commands_profile.profile)
     cli.add_command(commands_demo.demo)
+    cli.add_command(commands_sweep.sweep)
 
 
 _register()
