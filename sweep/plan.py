@@ -133,32 +133,32 @@ def _table(raw: dict, name: str, where: Path) -> dict:
 
 
 def _decoders(raw: dict, where: Path) -> list[str]:
-    from cortexedge.train.models.registry import MODELS
+    from cortexedge.families import FAMILIES
 
     names = _list(raw, "decoders", str, where)
     for name in names:
         if ":" in name and name.split(":")[0].endswith(".py"):
             raise PlanError(
                 f"{where}: decoder '{name}': user classes (file.py:Class) are not yet supported "
-                f"in sweeps; use a registered family ({', '.join(sorted(MODELS))})"
+                f"in sweeps; use a registered family ({', '.join(sorted(FAMILIES))})"
             )
-        if name not in MODELS:
+        if name not in FAMILIES:
             raise PlanError(
-                f"{where}: unknown decoder '{name}' (known: {', '.join(sorted(MODELS))})"
+                f"{where}: unknown decoder '{name}' (known: {', '.join(sorted(FAMILIES))})"
             )
     return names
 
 
 def _models(raw: dict, decoders: list[str], where: Path) -> dict[str, dict]:
+    from cortexedge.families import FAMILIES
     from cortexedge.train.config import RunConfig, check_model_keys
-    from cortexedge.train.models.registry import MODELS
 
     models = _table(raw, "models", where)
     for name, kwargs in models.items():
         if name not in decoders or not isinstance(kwargs, dict):
             raise PlanError(f"{where}: [models.{name}] must be a table for a listed decoder")
         try:
-            check_model_keys(RunConfig(model=kwargs), MODELS[name])
+            check_model_keys(RunConfig(model=kwargs), FAMILIES[name].model_class())
         except CortexEdgeError as e:
             raise PlanError(f"{where}: [models.{name}]: {e}") from None
     return models

@@ -6,8 +6,8 @@ input buffer, one per direction of the state swap: binding k reads state set k a
 StreamingDecoder's two bin buffers) are read in place; any other input is first copied into the
 backend's own bound buffer.
 
-Measured (the study kept in docs/onnxruntime-tuning.md: one thread, every variant interleaved in one run on the
-noisy shared 2-core machine, p50 ratios against the settings before that study):
+Measured (the study kept in docs/onnxruntime-tuning.md: one thread, every variant interleaved
+in one run on the noisy shared 2-core machine, p50 ratios against the settings before it):
 - the run goes straight to the pybind session, `sess._sess.run_with_iobinding(binding,
   run_options)` (private names: onnxruntime is pinned at 1.31.1), with one empty RunOptions
   made at load. Passing a RunOptions instead of None saves ~2.5 µs per call; the public
