@@ -98,25 +98,41 @@ def _collect(refs: dict, trained: dict, out: Path, bar: Progress | None, cpus: i
     """Stream results to results.jsonl as cells finish; Ctrl-C cancels the rest."""
     import ray
 
+    def record(ready: list) -> None:
+        for ref in ready:
+            cell = refs[ref]
+            try:
+                row = _row(cell, "ok", **ray.get(ref))
+            except Exception as e:  # a failed cell is recorded; the sweep goes on
+                row = _row(cell, "failed", error=_error_line(e))
+            results.append(out, row)
+            if bar:
+                bar.update(done=row["status"] == "ok", failed=row["status"] != "ok")
+
     pending = list(refs)
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
-            for ref in ready:
-                cell = refs[ref]
-                try:
-                    row = _row(cell, "ok", **ray.get(ref))
-                except Exception as e:  # a failed cell is recorded; the sweep goes on
-                    row = _row(cell, "failed", error=_error_line(e))
-                results.append(out, row)
-                if bar:
-                    bar.update(done=row["status"] == "ok", failed=row["status"] != "ok")
+            record(ready)
             if bar:
                 bar.update(running=_running(pending, refs, trained, cpus))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # keep what has finished by now, then stop the rest
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+        record([ref for ref in ready if _finished_ok(ref)])
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+def _finished_ok(ref) -> bool:
+    """True for a finished cell that succeeded (an interrupted one is not recorded as failed)."""
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+    except Exception:
+        return False
+    return True
 
 
 def run(

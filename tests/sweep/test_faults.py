@@ -89,4 +89,6 @@ def test_ctrl_c_stops_cleanly_keeping_finished_cells(recording_dir, tmp_path):
     rows = [json.loads(x) for x in results.read_text().splitlines()]
     assert 1 <= len(rows) < 4 and all(r["status"] == "ok" for r in rows)
     done = {p.name for p in (tmp_path / "out" / "cells").iterdir() if not p.name.startswith(".")}
-    assert done == {r["key"] for r in rows}
+    # every recorded cell kept its artifacts; a cell that finished in the instant of the Ctrl-C,
+    # after the last results line, is a whole folder the next run recomputes and replaces
+    assert {r["key"] for r in rows} <= done
