@@ -1,8 +1,8 @@
 """The layer IR the C generator emits: read once from a torch (or brevitas QAT) decoder.
 
 `read_structure(model)` finds the parts every supported decoder is made of and checks each
-submodule's type against `LAYER_KINDS` (a table keyed by module type name), so a model with a
-layer the generator cannot emit fails with one line naming that layer and its type:
+submodule's type against `LAYER_KINDS` (a table keyed by module type, read along the MRO), so
+a model with a layer the generator cannot emit fails with one line naming that layer and type:
 
     box-sum front end (bin of `width` raw samples; AEGRU) -> input transform
     -> [encoder Linear -> BatchNorm -> clamp] -> GRU cells (each + optional LayerNorm)
@@ -23,28 +23,29 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from cortexedge.compress.quant_gru import QuantGRU, QuantGRUCell
 from cortexedge.errors import CortexEdgeError
 
-# module type name -> IR layer kind; everything else cannot be emitted
-LAYER_KINDS: dict[str, str] = {
-    "Linear": "linear",
-    "QuantLinear": "linear",
-    "BatchNorm1d": "batchnorm",
-    "GRUCell": "gru_cell",
-    "QuantGRUCell": "gru_cell",
-    "GRU": "gru",
-    "QuantGRU": "gru",
-    "LayerNorm": "layernorm",
-    "Dropout": "dropout",
+# module type -> IR layer kind, looked up along the class's MRO, so a user's subclass (and
+# brevitas's QuantLinear, an nn.Linear) is read as what it is; everything else cannot be emitted
+LAYER_KINDS: dict[type, str] = {
+    nn.Linear: "linear",
+    nn.BatchNorm1d: "batchnorm",
+    nn.GRUCell: "gru_cell",
+    QuantGRUCell: "gru_cell",
+    nn.GRU: "gru",
+    QuantGRU: "gru",
+    nn.LayerNorm: "layernorm",
+    nn.Dropout: "dropout",
 }
 TRANSFORMS = ("none", "log1p", "log_softplus")
 
 
 def layer_kind(module: nn.Module, name: str) -> str:
     """The IR kind of `module`, or a CortexEdgeError naming the layer and its op type."""
-    kind = LAYER_KINDS.get(type(module).__name__)
+    kind = next((LAYER_KINDS[c] for c in type(module).__mro__ if c in LAYER_KINDS), None)
     if kind is None:
-        known = ", ".join(sorted(LAYER_KINDS))
+        known = ", ".join(sorted(t.__name__ for t in LAYER_KINDS))
         raise CortexEdgeError(
             f"C export: cannot emit layer '{name}' of type {type(module).__name__} "
             f"(the C generator emits {known})"

@@ -15,7 +15,7 @@ from torch import nn
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import build, emit_float, sparse
 from cortexedge.export.c.generate import export_c
-from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.export.c.model_ir import float_model, layer_kind, read_structure
 from cortexedge.macs import elementwise, linear
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import host_python
@@ -173,3 +173,12 @@ def test_generated_float_code_is_deterministic():
     a = emit_float.emit(float_model(read_structure(aegru(3))))
     b = emit_float.emit(float_model(read_structure(aegru(3))))
     assert a.files() == b.files()
+
+
+def test_a_users_layer_subclass_is_read_as_its_base():
+    class MyLinear(nn.Linear):
+        """A user's Linear with a different name."""
+
+    assert layer_kind(MyLinear(3, 2), "readout") == "linear"
+    with pytest.raises(CortexEdgeError, match="cannot emit layer 'rnn' of type LSTM"):
+        layer_kind(nn.LSTM(3, 2), "rnn")
