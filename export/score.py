@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from cortexedge import metrics
 from cortexedge.contract import StateSpec
+from cortexedge.errors import CortexEdgeError
 from cortexedge.export.streamable import initial_state
 from cortexedge.export.verify import stream_onnx
 from cortexedge.recording import Recording
@@ -29,6 +30,11 @@ PREDICTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 def _metric(rec: Recording, rows: np.ndarray, y: np.ndarray, kind: str) -> tuple[str, float]:
     if kind == "regression":
+        if y.shape[1] < rec.y.shape[1]:
+            raise CortexEdgeError(
+                f"recording: {rec.y.shape[1]} targets, but the decoder has {y.shape[1]} outputs; "
+                "score it on a recording of its own targets"
+            )
         return "r2", metrics.r2_score(rec.y[rows], y[:, : rec.y.shape[1]])
     labels = rec.labels[rows]
     return "accuracy", metrics.accuracy(labels, PREDICTORS[kind](y, labels))

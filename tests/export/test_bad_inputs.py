@@ -141,3 +141,15 @@ def test_unknown_bin_width(tmp_path):
     with pytest.raises(CortexEdgeError, match=r"bin_ms: unknown bin width; pass bin_ms="):
         to_onnx(Streamer(), tmp_path / "d.onnx", modality="spikes")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recording_with_more_targets_than_outputs_is_one_clear_error(tmp_path, reaching):
+    from dataclasses import replace
+
+    import numpy as np
+
+    three = replace(reaching, y=np.concatenate([reaching.y, reaching.y[:, :1]], axis=1),
+                    target_names=None)  # fmt: skip
+    with pytest.raises(CortexEdgeError, match="3 targets, but the decoder has 2 outputs"):
+        to_onnx(Streamer(), tmp_path / "d.onnx", recording=three)
+    assert not (tmp_path / "d.onnx").exists()
