@@ -22,7 +22,6 @@ from cortexedge.compress.qat import full_state_dict, quantize
 from cortexedge.compress.quant_gru import QuantSpec
 from cortexedge.compress.recipe import CompressResult
 from cortexedge.compress.structured import PlanStep, replay
-from cortexedge.errors import CheckpointError
 
 COMPRESSION_FILE = "compression.json"
 CONFIG_KEY = "compression"
@@ -69,29 +68,21 @@ def rebuild(model: nn.Module, info: dict) -> nn.Module:
 
 
 def load_compressed(
-    folder: str | os.PathLike, model: nn.Module | None = None
+    folder: str | os.PathLike, model: nn.Module | None = None, *, trust_code: bool = False
 ) -> tuple[nn.Module, dict]:
     """Load a compressed (or a plain) checkpoint; returns (model in eval mode, config).
 
     Pass `model`, a fresh instance of the ORIGINAL architecture, for a class that is not in
-    the registry.
+    the registry; `trust_code` to import the user class the checkpoint names.
     """
-    from cortexedge.families import FAMILIES
-    from cortexedge.train.checkpoint import load_checkpoint, read_config
-    from cortexedge.train.models.registry import build_model
+    from cortexedge.train.checkpoint import build_from_config, load_checkpoint, read_sealed
 
-    config = read_config(folder)
+    config, _ = read_sealed(folder)  # the seal holds before any class is built or imported
     info = config.get(CONFIG_KEY)
     if info is None:
-        return load_checkpoint(folder, model)
+        return load_checkpoint(folder, model, trust_code=trust_code)
     if model is None:
-        name = config.get("model")
-        if name not in FAMILIES:
-            raise CheckpointError(
-                f"{folder}: model class '{name or config.get('model_class')}' is not registered; "
-                "pass a fresh instance of it to load_compressed"
-            )
-        model = build_model(name, **(config.get("model_config") or {}))
+        model = build_from_config(config, folder, trust_code)
     rebuild(model, info)
     with full_state_dict():
-        return load_checkpoint(folder, model)
+        return load_checkpoint(folder, model, trust_code=trust_code)

@@ -316,7 +316,7 @@ def _prepare(
     kind = target_kind(recording, task)
     spec = spec_for(family)
     spec.check(recording, kind, family)
-    windowing = spec.data_for(model, data) if "windows" not in fit_kwargs else {}
+    windowing = spec.data_for(model, data, recording.bin_ms) if "windows" not in fit_kwargs else {}
     model = copy.deepcopy(model)
     loss = None
     if callable(getattr(model, "inference_module", None)):

@@ -32,12 +32,15 @@ DEFAULT_STREAMING = "stateful"
 @dataclass(frozen=True)
 class Family:
     """One decoder family. `model` and `spec` are a class / TrainingSpec or their import paths
-    ("module:name", resolved on first use); `spec` None means the default training spec."""
+    ("module:name", resolved on first use); `spec` None means the default training spec.
+    `source` is a user class's code record (`cortexedge.user_code`), written into its
+    checkpoints so that loading one asks for the opt-in."""
 
     name: str
     model: Any
     spec: Any = None
     summary: str = ""
+    source: dict | None = None
 
     def model_class(self) -> type:
         """The decoder class (imported on first use)."""

@@ -82,13 +82,16 @@ class ExportReport:
         }
 
 
-def load_model(source: nn.Module | str | os.PathLike) -> tuple[nn.Module, dict]:
-    """(model, checkpoint config) from a module ({} config) or a plain/compressed checkpoint."""
+def load_model(
+    source: nn.Module | str | os.PathLike, trust_code: bool = False
+) -> tuple[nn.Module, dict]:
+    """(model, checkpoint config) from a module ({} config) or a plain/compressed checkpoint;
+    `trust_code` lets a checkpoint's user class be imported."""
     if isinstance(source, nn.Module):
         return source, {}
     from cortexedge.compress.artifacts import load_compressed
 
-    return load_compressed(source)
+    return load_compressed(source, trust_code=trust_code)
 
 
 def _recording(recording: Recording | str | os.PathLike | None) -> Recording | None:
@@ -118,10 +121,10 @@ def _stamp_sequence(graph, meta: DecoderMetadata, length: int | None) -> Decoder
     return meta
 
 
-def _source(model_or_checkpoint, rec: Recording | None) -> Source:
+def _source(model_or_checkpoint, rec: Recording | None, trust_code: bool) -> Source:
     from cortexedge.train.checkpoint import registered_name
 
-    model, config = load_model(model_or_checkpoint)
+    model, config = load_model(model_or_checkpoint, trust_code)
     family = config.get("model") or registered_name(model)
     return Source(inference_copy(model), family, config, rec)
 
@@ -166,6 +169,7 @@ def to_onnx(
     bin_ms: float | None = None,
     verify_bins: int = MIN_BINS,
     simplify: bool = True,
+    trust_code: bool = False,
 ) -> ExportReport:
     """Export a decoder to one ONNX file at `path` and return what was measured.
 
@@ -177,6 +181,7 @@ def to_onnx(
       graph (`sequence_length` fixes T; default a free time dim).
     - `input_shape`, `modality` ("spikes", "calcium", "widefield"), `bin_ms`: only needed when
       neither the checkpoint nor the recording says.
+    - `trust_code`: import the user class a checkpoint names (refused without it).
     Raises CortexEdgeError for bad inputs and for an export that fails verification.
     """
     out = finalize.check_out_path(path)
@@ -184,7 +189,7 @@ def to_onnx(
     if isinstance(verify_bins, bool) or not isinstance(verify_bins, int) or verify_bins < MIN_BINS:
         raise CortexEdgeError(f"verify_bins: must be an integer >= {MIN_BINS}, got {verify_bins!r}")
     rec = _recording(recording)
-    source = _source(model_or_checkpoint, rec)
+    source = _source(model_or_checkpoint, rec, trust_code)
     specs = state_specs(source.model)  # first: a module without init_state/step is told so
     shape, modality = source.input_shape(input_shape), source.modality(modality)
     bin_width = source.bin_ms(bin_ms)

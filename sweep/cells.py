@@ -31,15 +31,13 @@ def train_run(recording: str, group: dict, folder: str, threads: int) -> str:
         return str(final)
     pin_threads(threads)
     import cortexedge as ce
-    from cortexedge.cli.commands_train import _build
-    from cortexedge.train.config import RunConfig
+    from cortexedge.train.build import model_for
     from cortexedge.train.specs import target_kind
 
     rec = ce.Recording.load(recording)
     settings = dict(group["train"])
     kind = target_kind(rec, settings.get("task"))
-    cfg = RunConfig(model=group["model"], data=group["data"])
-    model = _build(group["decoder"], rec, cfg, kind)
+    model = model_for(group["decoder"], rec, kind, group["model"], group["data"], group["seed"])
     with staged(final) as tmp:
         ce.fit(model, rec, out=tmp, data=group["data"], seed=group["seed"], progress=False,
                threads=threads, **settings)  # fmt: skip

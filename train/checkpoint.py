@@ -1,7 +1,7 @@
 """Safe checkpoints: weights as safetensors plus a JSON config that says how to rebuild the model.
 
 A checkpoint folder holds `model.safetensors` (every parameter and buffer of the state dict) and
-`config.json` (registry name, constructor arguments from `model.config()`, and whatever the
+`config.json` (registry name, constructor arguments (`registry.constructor_args`), and whatever the
 caller adds: preprocessing, data fingerprint, seed). Both are written to a temporary name in the
 same folder and renamed, so a crash never leaves a half-written file. Loading never unpickles.
 
@@ -30,7 +30,9 @@ from cortexedge.errors import CheckpointError
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-_RESERVED = ("format_version", "model", "model_class", "model_config", "versions", "sha256")
+_RESERVED = (
+    "format_version", "model", "model_class", "model_code", "model_config", "versions", "sha256"
+)  # fmt: skip
 
 
 def seal(weights: bytes, config: dict) -> str:
@@ -54,6 +56,12 @@ def write_json(path: Path, obj: dict) -> Path:
     """Write a dict as indented JSON, atomically (numpy scalars become plain numbers)."""
     text = json.dumps(obj, indent=2, default=_json_default, allow_nan=True)
     return write_atomic(path, (text + "\n").encode())
+
+
+def _code_record(name: str | None) -> dict | None:
+    from cortexedge.families import FAMILIES
+
+    return FAMILIES[name].source if name in FAMILIES else None
 
 
 def registered_name(model: nn.Module) -> str | None:
@@ -98,11 +106,15 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     from safetensors.torch import save
 
+    from cortexedge.train.models.registry import constructor_args
+
+    name = registered_name(model)
     config = {
         "format_version": FORMAT_VERSION,
-        "model": registered_name(model),
+        "model": name,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "model_config": model.config() if hasattr(model, "config") else None,
+        **({"model_code": code} if (code := _code_record(name)) else {}),
+        "model_config": constructor_args(model),
         "versions": package_versions(),
         **extra,
     }
@@ -143,11 +155,18 @@ def read_config(folder: str | os.PathLike) -> dict:
     return config
 
 
-def _build(config: dict, folder: Path) -> nn.Module:
+def build_from_config(
+    config: dict, folder: str | os.PathLike, trust_code: bool = False
+) -> nn.Module:
+    """A fresh model of the class and constructor arguments a checkpoint's config names. A
+    class from user code is imported only with `trust_code` (`cortexedge.user_code`)."""
     from cortexedge.families import FAMILIES
     from cortexedge.train.models.registry import build_model
+    from cortexedge.user_code import checkpoint_class
 
     name = config.get("model")
+    if "model_code" in config:
+        name = checkpoint_class(config, folder, trust_code)
     if name not in FAMILIES:
         raise CheckpointError(
             f"{folder}: unknown model class '{name or config.get('model_class')}' "
@@ -179,11 +198,11 @@ def _check_tensors(tensors: dict[str, torch.Tensor], model: nn.Module, path: Pat
             )
 
 
-def _check_size(config: dict, folder: Path, file_bytes: int) -> None:
+def _check_size(config: dict, folder: Path, file_bytes: int, trust_code: bool) -> None:
     """Refuse a config whose model would not fit its weights file (built on the meta device,
     so nothing is allocated): an edited size would otherwise allocate before any check."""
     with torch.device("meta"):
-        shell = _build(config, folder)
+        shell = build_from_config(config, folder, trust_code)
     need = sum(t.numel() * t.element_size() for t in shell.state_dict().values())
     if need > file_bytes:
         raise CheckpointError(
@@ -192,14 +211,9 @@ def _check_size(config: dict, folder: Path, file_bytes: int) -> None:
         )
 
 
-def load_checkpoint(
-    folder: str | os.PathLike, model: nn.Module | None = None
-) -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint (or fill the given `model`) and return it in eval mode.
-
-    Pass `model` for a class that is not in the registry. Raises CheckpointError for a missing
-    folder or file, a corrupted weights file, an unknown model class or mismatching tensors.
-    """
+def read_sealed(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, tensors) of a checkpoint whose seal holds; CheckpointError for a missing or
+    damaged file and for any change after saving. Nothing is built or imported."""
     folder = Path(folder)
     config = read_config(folder)
     path = folder / WEIGHTS_FILE
@@ -219,9 +233,23 @@ def load_checkpoint(
         raise CheckpointError(
             f"{folder}: the weights or config.json were modified after saving (sha256 mismatch)"
         )
+    return config, tensors
+
+
+def load_checkpoint(
+    folder: str | os.PathLike, model: nn.Module | None = None, *, trust_code: bool = False
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint (or fill the given `model`) and return it in eval mode.
+
+    Pass `model` for a class that is not in the registry; `trust_code` to import the user
+    class a checkpoint names (refused without it). Raises CheckpointError for a missing
+    folder or file, a corrupted weights file, an unknown model class or mismatching tensors.
+    """
+    folder = Path(folder)
+    config, tensors = read_sealed(folder)
     if model is None:
-        _check_size(config, folder, len(weights))
-        model = _build(config, folder)
-    _check_tensors(tensors, model, path)
+        _check_size(config, folder, (folder / WEIGHTS_FILE).stat().st_size, trust_code)
+        model = build_from_config(config, folder, trust_code)
+    _check_tensors(tensors, model, folder / WEIGHTS_FILE)
     model.load_state_dict(tensors, strict=True)
     return model.eval(), config

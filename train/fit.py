@@ -252,9 +252,7 @@ def fit(
     seconds = time.perf_counter() - t0
     metrics = {**results, **plan.facts(), "best_epoch": best_epoch, "epochs_run": len(history),
                "seconds": round(seconds, 3), "seed": seed}  # fmt: skip
-    config = _run_config(
-        recording, family, plan.kind, plan.preprocessing, settings, loss is not None
-    )
+    config = _run_config(recording, family, plan, settings, loss is not None)
     config["best_epoch"] = best_epoch
     if out is not None:
         _publish(model, stage, out, config, metrics)
@@ -270,6 +268,7 @@ class _Plan:
     preprocessing: dict
     sets: dict
     step: _Step
+    durations: dict  # the defaults given in ms, with the rows they became (config "durations")
 
     def facts(self) -> dict:
         """What metrics.json records about the plan."""
@@ -286,14 +285,20 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
     monitor = monitor or names[0]
     if monitor not in names:
         raise CortexEdgeError(f"monitor: '{monitor}' is not one of {', '.join(names)} ({kind})")
-    data = spec.data_for(model, data) if windows is None else {}
+    given = dict(data or {})
+    data = spec.data_for(model, data, recording.bin_ms) if windows is None else {}
     windowing = spec.windowing if windows is None else "custom"
     preprocessing = {"windowing": windowing, **data, "train_stride": train_stride}
+    durations = {
+        k: d for k, d in spec.durations_at(recording.bin_ms).items()
+        if data.get(k) == d["rows"] and k not in given
+    }  # fmt: skip
+
     made = _window_sets(recording, spec, windows, data, train_stride)
     sets = {s: WindowSet.of(w, kind) for s, w in made.items()}
     forward = spec.forward if loss is None else (lambda m, x: m(x))
     step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
-    return _Plan(kind, monitor, preprocessing, sets, step)
+    return _Plan(kind, monitor, preprocessing, sets, step, durations)
 
 
 def _stage_folder(out: Path) -> Path:
@@ -321,14 +326,13 @@ def _publish(model: nn.Module, stage: Path, out: Path, config: dict, metrics: di
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _run_config(
-    rec: Recording, family: str | None, kind: str, preprocessing: dict, s: Settings, custom: bool
-) -> dict:
+def _run_config(rec: Recording, family: str | None, plan: _Plan, s: Settings, custom: bool) -> dict:
     """What config.json records about a run besides the model: data, preprocessing, settings."""
     return {
         "family": family,
-        "task": kind,
-        "preprocessing": preprocessing,
+        "task": plan.kind,
+        "preprocessing": plan.preprocessing,
+        **({"durations": plan.durations} if plan.durations else {}),
         "data_fingerprint": rec.fingerprint(),
         "recording": {
             "modality": rec.modality,

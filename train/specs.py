@@ -7,6 +7,11 @@ loss and the modalities the family reads. Models that are not registered (a user
 `nn.Module`) get `DEFAULT_SPEC`: sliding windows, MSE for regression and BCE-with-logits (or
 cross-entropy for class ids) for classification.
 
+Every default that is a duration is a `Duration` in milliseconds (AEGRU's 80 ms bins, the
+400 ms training windows of the recurrent decoders) and becomes rows with the recording's
+`bin_ms` (`TrainingSpec.defaults_at`): at 20 ms an 80 ms bin is 4 rows, at 50 ms it cannot be
+honoured and is 2 rows = 100 ms, a rounding recorded with the run and stated once.
+
 Outputs and window targets are paired by shape (`align`): an output with a step axis
 ([B, L, ...]) is trained on every step of the label series, an output without one ([B, ...]) on
 the window's last step. Evaluation always scores the last step, i.e. the prediction at the
@@ -121,6 +126,30 @@ def criterion_loss(criterion: Callable[[Tensor, Tensor], Tensor]) -> LossFn:
     return loss
 
 
+# ----------------------------------------------------------------------------- durations
+@dataclass(frozen=True)
+class Duration:
+    """A default given in milliseconds, made a whole number of rows (>= 1) at a bin width."""
+
+    ms: float
+
+    def rows(self, bin_ms: float) -> int:
+        """The rows nearest to `ms` at `bin_ms` per row (at least one)."""
+        return max(1, round(self.ms / bin_ms))
+
+    def record(self, bin_ms: float) -> dict:
+        """What a run records: the ms asked for, the rows it became and, when those rows are not
+        exactly `ms`, a note saying so."""
+        rows = self.rows(bin_ms)
+        out = {"ms": self.ms, "rows": rows, "bin_ms": bin_ms}
+        if abs(rows * bin_ms - self.ms) > 1e-6 * self.ms:
+            out["note"] = (
+                f"{self.ms:g} ms is {self.ms / bin_ms:.3g} rows at {bin_ms:g} ms bins; "
+                f"using {rows} rows = {rows * bin_ms:g} ms"
+            )
+        return out
+
+
 # ----------------------------------------------------------------------------- specs
 def _sliding(rec: Recording, split: str, stride: int = 1, *, length: int) -> Windows:
     return sliding_windows(rec, split, length, stride)
@@ -159,8 +188,9 @@ def output_size(rec: Recording, kind: str) -> int:
 class TrainingSpec:
     """How one model family is trained.
 
-    - `windowing` names a WINDOWINGS entry, `data` holds its default parameters and
-      `model_data(model)` the ones a built model fixes (e.g. AEGRU's bin_width, num_steps).
+    - `windowing` names a WINDOWINGS entry, `data` holds its default parameters (a `Duration`
+      for those that are durations) and `model_data(model)` the ones a built model fixes
+      (e.g. AEGRU's bin_width, num_steps).
     - `forward(model, x)` is the training forward pass, `loss(out, x, target, kind)` its loss.
     - `modalities` and `kinds` are the recordings and target kinds the family can train on.
     - `build_kwargs(rec, kind)` gives the constructor sizes a recording implies (for the CLI).
@@ -188,8 +218,17 @@ class TrainingSpec:
         params = inspect.signature(WINDOWINGS[self.windowing]).parameters.values()
         return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
-    def data_for(self, model: nn.Module, data: dict | None = None) -> dict:
-        """Windowing parameters: the defaults, then what `model` fixes, then `data`.
+    def defaults_at(self, bin_ms: float) -> dict:
+        """The default windowing parameters in rows at `bin_ms` (durations converted)."""
+        return {k: v.rows(bin_ms) if isinstance(v, Duration) else v for k, v in self.data.items()}
+
+    def durations_at(self, bin_ms: float) -> dict:
+        """{key: {"ms", "rows", "bin_ms"(, "note")}} for the defaults that are durations."""
+        return {k: v.record(bin_ms) for k, v in self.data.items() if isinstance(v, Duration)}
+
+    def data_for(self, model: nn.Module, data: dict | None = None, bin_ms: float = 4.0) -> dict:
+        """Windowing parameters in rows: the defaults at `bin_ms`, then what `model` fixes, then
+        `data`.
 
         Raises CortexEdgeError for an unknown key or a value the model contradicts.
         """
@@ -206,14 +245,23 @@ class TrainingSpec:
                 raise CortexEdgeError(
                     f"data.{key}={value} contradicts the model's {key}={fixed[key]}"
                 )
-        return {**self.data, **fixed, **data}
+        return {**self.defaults_at(bin_ms), **fixed, **data}
 
     def windows(self, rec: Recording, split: str, stride: int = 1, **data) -> Windows:
         """Windows of one split with this spec's windowing (`data` overrides the defaults)."""
-        return WINDOWINGS[self.windowing](rec, split, stride, **{**self.data, **data})
+        params = {**self.defaults_at(rec.bin_ms), **data}
+        return WINDOWINGS[self.windowing](rec, split, stride, **params)
 
 
-DEFAULT_SPEC = TrainingSpec(windowing="sliding", data={"length": 10})
+def _channels_out(rec: Recording, kind: str) -> dict:
+    """The sizes a recording implies, for the constructors that take them."""
+    return {"in_channels": rec.input_shape[0], "out_dim": output_size(rec, kind)}
+
+
+TRAIN_WINDOW = Duration(400.0)  # recurrent decoders' training windows (truncated BPTT)
+DEFAULT_SPEC = TrainingSpec(
+    windowing="sliding", data={"length": TRAIN_WINDOW}, build_kwargs=_channels_out
+)
 
 
 def spec_for(family: str | None) -> TrainingSpec:
@@ -227,10 +275,6 @@ def spec_for(family: str | None) -> TrainingSpec:
 
 
 # ----------------------------------------------------------------------------- our families
-def _channels_out(rec: Recording, kind: str) -> dict:
-    return {"in_channels": rec.input_shape[0], "out_dim": output_size(rec, kind)}
-
-
 def _aegru_loss(out: dict, x: Tensor, target: Tensor, kind: str) -> tuple[Tensor, dict]:
     return aegru_loss(out, x, target)
 
@@ -245,10 +289,9 @@ def _movement_focal_loss(out: Tensor, x: Tensor, target: Tensor, kind: str) -> t
 
 
 # The specs of the family table's rows (cortexedge/families.py names them by import path).
-_BINNED = {"bin_width": 20, "num_steps": 5}  # AEGRU: 5 bins of 80 ms at 4 ms samples
 AEGRU_SPEC = TrainingSpec(
     windowing="binned",
-    data=_BINNED,
+    data={"bin_width": Duration(80.0), "num_steps": 5},  # published: 5 bins of 80 ms
     model_data=lambda m: {"bin_width": m.bin_width, "num_steps": m.num_steps},
     forward=lambda m, x: m.forward_train(x),
     loss=_aegru_loss,
@@ -259,11 +302,12 @@ AEGRU_SPEC = TrainingSpec(
 # GRU/LSTM decoders stream one row per step, so by default they train on windows of consecutive
 # rows (no binning): what `step` sees when the exported decoder runs.
 ROWS_SPEC = TrainingSpec(
-    windowing="binned", data={"bin_width": 1, "num_steps": 50}, build_kwargs=_channels_out
+    windowing="binned", data={"bin_width": 1, "num_steps": TRAIN_WINDOW}, build_kwargs=_channels_out
 )
+FRAME_MS = 1000.0 / 30.0  # the 30 Hz imaging the calcium and widefield defaults come from
 ROI_GRU_SPEC = TrainingSpec(
     windowing="sliding",
-    data={"length": 31},  # Ajioka et al.: ±15 frames, here the 31 frames up to the label
+    data={"length": Duration(31 * FRAME_MS)},  # Ajioka et al.: ±15 frames, here the 31 up to now
     modalities=("calcium",),
     build_kwargs=_channels_out,
 )
@@ -278,7 +322,7 @@ CNN_BILSTM_SPEC = TrainingSpec(
 )
 CNN_RNN_SPEC = TrainingSpec(
     windowing="sliding",
-    data={"length": 16},
+    data={"length": Duration(16 * FRAME_MS)},
     modalities=("widefield",),
     kinds=("binary", "multilabel"),
     build_kwargs=lambda rec, kind: {

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import click
 
+from cortexedge.cli.options import trust_code_option
 from cortexedge.errors import CortexEdgeError
 
 # config.json entries of the source run that describe the data and carry over to the output
-CARRIED = ("family", "task", "preprocessing", "data_fingerprint", "recording", "seed", "train")
+CARRIED = ("family", "task", "preprocessing", "data_fingerprint", "recording", "seed", "train",
+           "durations")  # fmt: skip
 
 
 def _recording(run: Path, config: dict, data_path: Path | None):
@@ -110,11 +112,12 @@ def _table(stages: list[dict]) -> str:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: fit's).")
+@trust_code_option
 def compress(
     run: Path, out: Path, data_path: Path | None, sparsity: float, structured: float,
     bits: int | None, act_bits: int, per_channel: bool, scope: str, schedule: str,
     importance: str, finetune_epochs: int, qat_epochs: int | None, lr: float, qat_lr: float,
-    train_stride: int | None, seed: int, threads: int | None,
+    train_stride: int | None, seed: int, threads: int | None, trust_code: bool,
 ) -> None:  # fmt: skip
     """Compress the decoder of run folder RUN into a new checkpoint folder."""
     from cortexedge.compress.recipe import Recipe
@@ -141,7 +144,7 @@ def compress(
     if CONFIG_KEY in config:
         raise CortexEdgeError(f"{run} is already compressed; compress its source run instead")
     rec = _recording(run, config, data_path)
-    model, _ = load_compressed(run)
+    model, _ = load_compressed(run, trust_code=trust_code)
     pre = dict(config.get("preprocessing") or {})
     stride = train_stride or int(pre.pop("train_stride", 1))
     windowing = {k: v for k, v in pre.items() if k not in ("windowing", "train_stride")}

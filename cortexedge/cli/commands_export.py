@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from cortexedge.cli.options import trust_code_option
+
 
 def _onnx(run_dir: Path, out: Path, options: dict) -> list[str]:
     """Write one verified ONNX file; returns the summary lines."""
@@ -24,6 +26,7 @@ def _onnx(run_dir: Path, out: Path, options: dict) -> list[str]:
         sequence=options["sequence"],
         sequence_length=options["sequence_length"],
         opset=options["opset"],
+        trust_code=options["trust_code"],
     )
     meta, check = report.metadata, report.verification
     steps = f" = {check.max_err_steps:.3g} quantization steps" if check.max_err_steps else ""
@@ -55,7 +58,10 @@ def _c(run_dir: Path, out: Path, options: dict) -> list[str]:
     """Generate, build and verify the C decoder in the folder `out`; returns the summary lines."""
     from cortexedge.export.c.generate import export_c, summary_lines
 
-    return summary_lines(export_c(run_dir, out, recording=options["data"], progress=True))
+    built = export_c(
+        run_dir, out, recording=options["data"], progress=True, trust_code=options["trust_code"]
+    )
+    return summary_lines(built)
 
 
 # target name -> writer(run_dir, out, options) -> lines to print
@@ -86,6 +92,7 @@ TARGETS: dict[str, Callable[[Path, Path, dict], list[str]]] = {"onnx": _onnx, "c
     default=None,
     help="Recording (.npz) whose test split verifies the export and scores it.",
 )
+@trust_code_option
 def export(
     run_dir: Path,
     out: Path,
@@ -94,8 +101,10 @@ def export(
     sequence_length: int | None,
     opset: int,
     data: Path | None,
+    trust_code: bool,
 ) -> None:
     """Export the checkpoint in RUN_DIR, verified against torch on >= 1,000 streamed bins."""
-    options = dict(sequence=sequence, sequence_length=sequence_length, opset=opset, data=data)
+    options = dict(sequence=sequence, sequence_length=sequence_length, opset=opset, data=data,
+                   trust_code=trust_code)  # fmt: skip
     for line in TARGETS[target](run_dir, out, options):
         click.echo(line)

@@ -1,8 +1,10 @@
-"""`cortexedge train`: fit a registered decoder (or the ridge baseline) on a recording.
+"""`cortexedge train`: fit a decoder of the family table, or a class of your own, on a recording.
 
-The model's constructor sizes come from the recording (channels, outputs, frame shape) through
-its training spec; a TOML `--config` adds [model], [train] and [data] settings; `--epochs` and
-`--seed` override the file. torch loads only when the command runs.
+`--model` is a family name or `file.py:Class` / `package.module:Class` (naming it is the opt-in
+to import it; see `cortexedge.user_code`). The constructor's sizes come from the recording
+(channels, outputs, frame shape) for the parameters it has; a TOML `--config` adds [model],
+[train] and [data] settings and `--model-args` (JSON) adds constructor arguments over [model];
+`--epochs` and `--seed` override the file. torch loads only when the command runs.
 """
 
 from __future__ import annotations
@@ -18,31 +20,6 @@ from cortexedge.families import help_text
 QUICK = {"epochs": 2, "train_stride": 8, "patience": 2}  # a smoke run, not a result
 
 
-def _build(name: str, rec, cfg, kind: str):
-    """Build model `name` for `rec`: sizes from the recording, then [model], then [data]."""
-    import inspect
-
-    from cortexedge.families import FAMILIES
-    from cortexedge.train.config import check_model_keys
-    from cortexedge.train.models.registry import build_model
-    from cortexedge.train.specs import spec_for
-
-    cls = FAMILIES[name].model_class()
-    spec = spec_for(name)
-    spec.check(rec, kind, name)
-    check_model_keys(cfg, cls)
-    implied = spec.build_kwargs(rec, kind)
-    for key, value in cfg.model.items():
-        if key in implied and implied[key] != value:
-            raise CortexEdgeError(
-                f"model.{key}={value} does not match the recording ({key}={implied[key]})"
-            )
-    params = inspect.signature(cls).parameters
-    # windowing parameters the model also takes (AEGRU's bin_width, num_steps) go to both
-    shared = {k: v for k, v in cfg.data.items() if k in params}
-    return build_model(name, **{**implied, **shared, **cfg.model})
-
-
 @click.command()
 @click.option(
     "--data",
@@ -55,7 +32,13 @@ def _build(name: str, rec, cfg, kind: str):
     "--model",
     "model_name",
     required=True,
-    help=f"A family of the family table: {help_text()}; or ridge (lagged Wiener filter).",
+    help=f"A family of the family table: {help_text()}; or ridge (lagged Wiener filter); "
+    "or your own class as file.py:Class or package.module:Class.",
+)
+@click.option(
+    "--model-args",
+    default=None,
+    help="Constructor arguments as a JSON object, over [model] (e.g. '{\"hidden\": 64}').",
 )
 @click.option(
     "--config",
@@ -79,6 +62,7 @@ def _build(name: str, rec, cfg, kind: str):
 def train(
     data_path: Path,
     model_name: str,
+    model_args: str | None,
     config_path: Path | None,
     out: Path,
     epochs: int | None,
@@ -90,6 +74,7 @@ def train(
     from cortexedge.families import FAMILIES
     from cortexedge.recording import Recording
     from cortexedge.train.config import RunConfig, load_config
+    from cortexedge.user_code import is_code_ref, parse_ref, register_user_class
 
     if out.exists() and not out.is_dir():
         raise CortexEdgeError(f"--out {out} exists and is not a folder")
@@ -98,10 +83,13 @@ def train(
             f"--out {out} already holds files; pass --force to replace the run in it, "
             "or choose a new folder"
         )
+    cfg = load_config(config_path) if config_path is not None else RunConfig()
+    cfg.model.update(_json_object(model_args))
+    if is_code_ref(model_name):
+        model_name = register_user_class(parse_ref(model_name))
     if model_name != "ridge" and model_name not in FAMILIES:
         known = ", ".join([*sorted(FAMILIES), "ridge"])
-        raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")
-    cfg = load_config(config_path) if config_path is not None else RunConfig()
+        raise CortexEdgeError(f"unknown model '{model_name}' (known: {known}, or file.py:Class)")
     rec = Recording.load(data_path)
     settings = {**cfg.train, **(QUICK if quick else {})}
     settings.update({k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None})
@@ -113,13 +101,31 @@ def train(
     click.echo(f"wrote {out}: {json.dumps(summary)}")
 
 
+def _json_object(text: str | None) -> dict:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CortexEdgeError(f"--model-args: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise CortexEdgeError(f"--model-args: expected a JSON object, got {text!r:.60}")
+    return value
+
+
 def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
-    from cortexedge.train.fit import fit, seed_everything
+    from cortexedge.train.build import model_for
+    from cortexedge.train.fit import fit
     from cortexedge.train.specs import target_kind
 
-    seed_everything(settings.get("seed", 0))  # the weights' initialisation too, not only the data
-    model = _build(name, rec, cfg, target_kind(rec, settings.get("task")))
-    return fit(model, rec, out=out, data=cfg.data, **settings).metrics
+    kind = target_kind(rec, settings.get("task"))
+    # the seed fixes the weights' initialisation too, not only the data order
+    model = model_for(name, rec, kind, cfg.model, cfg.data, seed=settings.get("seed", 0))
+    result = fit(model, rec, out=out, data=cfg.data, **settings)
+    for key, record in (result.config.get("durations") or {}).items():
+        if "note" in record:
+            click.echo(f"note: {key}: {record['note']}", err=True)
+    return result.metrics
 
 
 def _ridge(rec, cfg, out: Path) -> dict:

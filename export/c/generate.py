@@ -138,6 +138,7 @@ def export_c(
     cortex_m: bool = True,
     qemu_bins: int = 0,
     progress: bool = False,
+    trust_code: bool = False,
     **onnx_options,
 ) -> CExport:
     """Generate, build and verify the C decoder of a model in `out_dir`.
@@ -151,7 +152,8 @@ def export_c(
     - `verify_bins` rows are compared with onnxruntime, the first `reference_bins` with the
       integer reference; `cortex_m`: cross-compile for sizes when arm-none-eabi-gcc exists;
       `qemu_bins` > 0 also runs that many rows under qemu-system-arm;
-    - `progress`: show each step (export, builds, verification, emulator) on stderr.
+    - `progress`: show each step (export, builds, verification, emulator) on stderr;
+    - `trust_code`: import the user class a checkpoint names (refused without it).
     """
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
@@ -159,7 +161,8 @@ def export_c(
     out = Path(out_dir).absolute()  # the builds run in other working folders
     check_out(out, MANIFEST)
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
-    model, _ = load_model(model_or_checkpoint)
+    model, _ = load_model(model_or_checkpoint, trust_code)
+    onnx_options = {**onnx_options, "trust_code": trust_code}
     structure = read_structure(inference_copy(model))
     resolved = _check_options(numeric, sparse, structure.quantized)
     imodel = int_model(structure, max_count) if resolved == "int" else None

@@ -50,3 +50,17 @@ def compressed(reaching: Recording, tmp_path_factory) -> dict[tuple[str, int], t
             folder = save_compressed(result, root / f"{key}-w{bits}")
             out[(key, bits)] = (folder, result.stages[-1])
     return out
+
+
+@pytest.fixture(scope="session")
+def compressed_onnx(compressed, reaching: Recording, tmp_path_factory) -> dict:
+    """(family, bits) -> (ExportReport, its .onnx path) of every `compressed` checkpoint,
+    exported once for all the tests that read them."""
+    from cortexedge.export.api import to_onnx
+
+    root = tmp_path_factory.mktemp("compressed_onnx")
+    out = {}
+    for (key, bits), (folder, _) in compressed.items():
+        path = root / f"{key}-w{bits}.onnx"
+        out[(key, bits)] = (to_onnx(folder, path, recording=reaching), path)
+    return out

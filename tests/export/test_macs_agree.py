@@ -28,11 +28,11 @@ def test_graph_count_equals_torch_count(name, reaching, tmp_path):
         assert ops.count("GRU") == cells and "Sigmoid" not in ops
 
 
-def test_compressed_exports_count_what_compress_reported(compressed, reaching, tmp_path):
+def test_compressed_exports_count_what_compress_reported(compressed, compressed_onnx):
     """Pruned, W8A8 and W4A8 GRU and AEGRU: graph count == compress stage == file metadata."""
-    for (family, bits), (folder, stage) in compressed.items():
-        report = to_onnx(folder, tmp_path / f"{family}-{bits}.onnx", recording=reaching)
-        graph = count_graph(onnx.load(report.path))
+    for (family, bits), (_, stage) in compressed.items():
+        report, path = compressed_onnx[(family, bits)]
+        graph = count_graph(onnx.load(path))
         expected = (stage["macs_dense"], stage["macs_effective"])
         assert (graph.dense, graph.effective) == expected, (family, bits)
         assert (report.metadata.macs["dense"], report.metadata.macs["effective"]) == expected

@@ -17,13 +17,13 @@ CASES = [(k, b) for k in ("gru", "aegru_window", "aegru_stateful") for b in (8, 
 
 
 @pytest.mark.parametrize("key,bits", CASES)
-def test_quantized_export(compressed, reaching, key, bits, tmp_path):
+def test_quantized_export(compressed, compressed_onnx, key, bits):
     from cortexedge.compress.artifacts import load_compressed
     from cortexedge.compress.footprint import deployed_arrays
 
     folder, stage = compressed[(key, bits)]
-    report = to_onnx(folder, tmp_path / "q.onnx", recording=reaching)
-    proto = onnx.load(tmp_path / "q.onnx")
+    report, path = compressed_onnx[(key, bits)]
+    proto = onnx.load(path)
     meta = from_props({p.key: p.value for p in proto.metadata_props})
 
     ops = Counter(n.op_type for n in proto.graph.node)
@@ -58,16 +58,16 @@ def test_quantized_export(compressed, reaching, key, bits, tmp_path):
 
 
 @pytest.mark.parametrize("key", ["gru", "aegru_window", "aegru_stateful"])
-def test_pruned_float_export_keeps_exact_zeros(compressed, reaching, key, tmp_path):
+def test_pruned_float_export_keeps_exact_zeros(compressed, compressed_onnx, key):
     from cortexedge.compress.artifacts import load_compressed
     from cortexedge.compress.magnitude import prunable
 
     folder, stage = compressed[(key, None)]
-    report = to_onnx(folder, tmp_path / "p.onnx", recording=reaching)
+    report, path = compressed_onnx[(key, None)]
     assert report.verification.passed and report.metadata.bits is None
     assert report.metadata.macs["effective"] == round(stage["macs_effective"])
     assert report.metadata.sparsity == pytest.approx(stage["sparsity"]) and stage["sparsity"] >= 0.5
-    stored = [numpy_helper.to_array(t) for t in onnx.load(tmp_path / "p.onnx").graph.initializer]
+    stored = [numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer]
     model, _ = load_compressed(folder)
     for name, (module, tensor) in prunable(model).items():
         w = getattr(module, tensor).detach().numpy()

@@ -33,7 +33,8 @@ def linear_recording(T: int = 2000, C: int = 4, seed: int = 0) -> Recording:
     x = rng.poisson(2.0, size=(T, C))
     y = (x - 2.0) @ rng.normal(size=(C, 2)) * 0.5 + 0.05 * rng.normal(size=(T, 2))
     seg = np.arange(T) // 100
-    return Recording(x=x, bin_ms=4.0, y=y.astype(np.float32), segment=seg, split=_split(T, 100))
+    # 40 ms rows: the 400 ms default training window is 10 rows
+    return Recording(x=x, bin_ms=40.0, y=y.astype(np.float32), segment=seg, split=_split(T, 100))
 
 
 def binary_recording(T: int = 2000, C: int = 3, seed: int = 0) -> Recording:

@@ -197,11 +197,10 @@ def test_quick_run_writes_metrics_and_checkpoint(rec_path, tmp_path):
 
 
 def test_aegru_takes_its_window_from_data(rec_path, tmp_path):
-    from cortexedge.cli.commands_train import _build
-    from cortexedge.train.config import RunConfig
+    from cortexedge.train.build import model_for
 
     rec = Recording.load(rec_path)
-    model = _build("aegru", rec, RunConfig(data={"bin_width": 5, "num_steps": 3}), "regression")
+    model = model_for("aegru", rec, "regression", data={"bin_width": 5, "num_steps": 3})
     assert (model.bin_width, model.num_steps, model.in_channels) == (5, 3, 6)
 
 

@@ -1,8 +1,9 @@
 """Decoder classes of the family table: what a checkpoint's JSON names and `build_model` rebuilds.
 
-Every registered class exposes `config() -> dict` (its constructor kwargs, JSON-able), so a
-checkpoint stores `(name, config)` next to the weights and `build_model(name, **config)` makes an
-identical module. The built-in families and a user's class (`@register_model("name")`) are rows
+A checkpoint stores `(name, constructor kwargs)` next to the weights, so that
+`build_model(name, **kwargs)` makes an identical module: the kwargs are the class's
+`config() -> dict` where it has one, else those `build_model` made the model with. The
+built-in families and a user's class (`@register_model("name")`) are rows
 of the one table in `cortexedge/families.py`; a class declares its streaming mode and modality
 itself (see that module).
 """
@@ -45,7 +46,16 @@ def build_model(name: str, **kwargs) -> nn.Module:
         raise CheckpointError(f"model '{name}': bad config: {err}") from None
     model = cls(**kwargs)
     streaming_of(model)  # a bad declaration is refused when the model is made
+    model._cortexedge_args = dict(kwargs)  # for a class without config() (a user's, often)
     return model
+
+
+def constructor_args(model: nn.Module) -> dict | None:
+    """The kwargs that rebuild `model`: its `config()`, else those `build_model` made it with,
+    else None (a model built by hand from a class without config())."""
+    if callable(getattr(model, "config", None)):
+        return model.config()
+    return getattr(model, "_cortexedge_args", None)
 
 
 def model_name(model: nn.Module) -> str:
