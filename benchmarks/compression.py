@@ -108,9 +108,9 @@ def _packed_bytes(model, bits: int | None) -> int:
 
 
 def _val_r2(model, ctx) -> float:
-    from cortexedge.train.fit import WindowSet, evaluate
+    from cortexedge.train.causal import score_model
 
-    return evaluate(model, WindowSet.of(ctx.windows("val"), ctx.kind), ctx.kind)["r2"]
+    return score_model(model, ctx.recording, "val", ctx.kind)["r2"]
 
 
 def _point(name: str, group: str, model, stage: dict, ctx, recipe: dict, seconds: float) -> dict:

@@ -152,9 +152,13 @@ class CompressResult:
 
 
 def _metrics(model: nn.Module, data: Data) -> dict:
-    from cortexedge.train.fit import WindowSet, evaluate
+    """The test score by the one definition (`cortexedge.scoring`), as train and export give it."""
+    from cortexedge.train.causal import score_model
+    from cortexedge.train.specs import spec_for
 
-    return evaluate(model, WindowSet.of(data.windows("test"), data.kind), data.kind)
+    sliding = spec_for(data.family).windowing == "sliding"
+    window = data.windowing.get("length") if sliding else None
+    return score_model(model, data.recording, "test", data.kind, window)
 
 
 def measure(model: nn.Module, name: str, data: Data, finetune: list[dict] | None = None) -> dict:
@@ -165,7 +169,7 @@ def measure(model: nn.Module, name: str, data: Data, finetune: list[dict] | None
     return {
         "name": name,
         key: scores[key],
-        "metrics": {k: v for k, v in scores.items() if k != "n"},
+        "metrics": scores,
         "macs_dense": macs.dense,
         "macs_effective": macs.effective,
         **footprint(model),
@@ -306,8 +310,9 @@ def _prepare(
 ) -> tuple[nn.Module, Data, object]:
     """Check the recipe and the data, and return the model's eval-mode copy (training-only parts
     dropped), how to reach the data, and the fine-tuning loss (None: the spec's)."""
+    from cortexedge.scoring import target_kind
     from cortexedge.train.checkpoint import registered_name
-    from cortexedge.train.specs import TARGET_KINDS, spec_for, target_kind
+    from cortexedge.train.specs import TARGET_KINDS, spec_for
 
     recipe.validate()
     if not (recipe.sparsity or recipe.structured or recipe.bits):

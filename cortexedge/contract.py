@@ -103,7 +103,8 @@ class DecoderMetadata:
 
     - `macs`: {"dense", "effective"} per bin (NeuroBench definitions, cortexedge.macs).
     - `bits`: {"weights", "activations"} for quantized models, None for float.
-    - `score`: {"metric": "r2"|"accuracy", "value", "split"} measured at export time.
+    - `score`: {"metric": "r2"|"accuracy", "value", "split", "rows", "context_rows"} measured
+      at export time by the one definition of `cortexedge.scoring`.
     - `verification`: {"max_abs_err", "tolerance", "bins"}: exported graph vs the torch model.
     - `extra`: further `cortexedge.<key>` entries (any JSON value), carried through unchanged.
       The export writes the graph's own MAC count there (`graph_macs_dense`,
@@ -257,11 +258,15 @@ def _score(key: str, v: Any) -> dict | None:
     if v is None:
         return None
     v = _dict(key, v, ("metric", "value", "split"))
-    return {
+    out = {
         "metric": _str(f"{key}.metric", v["metric"], SCORE_METRICS),
         "value": _num(f"{key}.value", v["value"]),
         "split": _str(f"{key}.split", v["split"]),
     }
+    for rows in ("rows", "context_rows"):  # what was scored (cortexedge.scoring)
+        if rows in v:
+            out[rows] = _int(f"{key}.{rows}", v[rows], lo=0)
+    return out
 
 
 def _verification(key: str, v: Any) -> dict:

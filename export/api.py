@@ -34,6 +34,7 @@ from cortexedge.export.verify import (
     verify_sequence,
     verify_step,
 )
+from cortexedge.families import streaming_of
 from cortexedge.recording import Recording
 
 if TYPE_CHECKING:
@@ -291,7 +292,9 @@ def _contract(source: Source, step: _Step, shape, modality: str, bin_ms: float,
         input=input_spec(source, shape, modality),
         bin_ms=bin_ms,
         bits=step.bits,
-        score=score(step.session, step.specs, rec, source.task()) if rec is not None else None,
+        score=None
+        if rec is None
+        else score(step.session, step.specs, rec, source.task(), streaming_of(source.model)[0]),
         verification=_verification(step.check, seq_check),
         extra=extra,
     )

@@ -90,7 +90,7 @@ class Source:
     def task(self) -> str:
         """Target kind: regression, binary, multilabel or multiclass."""
         if self.recording is not None:
-            from cortexedge.train.specs import target_kind
+            from cortexedge.scoring import target_kind
 
             return target_kind(self.recording, self.config.get("task"))
         return self.config.get("task") or "regression"

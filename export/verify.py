@@ -38,6 +38,7 @@ from cortexedge.contract import StateSpec
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.rounding import resolve
 from cortexedge.export.streamable import initial_state
+from cortexedge.train.causal import sequence_form
 
 FLOAT_RTOL = 1e-5
 QUANT_STEPS = 4.0
@@ -270,14 +271,6 @@ SELF_CHECK_WARMUP = 32
 # step runs free from init_state while the sequence form is vectorised: float32 rounding of
 # the two orders of operations compounds through the recurrence (1e-5 of scale seen on AEGRU)
 SELF_CHECK_RTOL = 1e-4
-
-
-def sequence_form(model: nn.Module):
-    """The model's own sequence function: `stream`, else a `forward` its class defines, else
-    None (a step-only module has nothing to check its step against)."""
-    if callable(getattr(model, "stream", None)):
-        return model.stream
-    return None if type(model).forward is nn.Module.forward else model.forward
 
 
 def verify_model(model: nn.Module, specs: tuple[StateSpec, ...], inputs: np.ndarray,

@@ -21,7 +21,6 @@ import numpy as np
 
 from cortexedge.contract import DecoderMetadata
 from cortexedge.errors import CortexEdgeError
-from cortexedge.metrics import classification_report, r2_score
 from cortexedge.runtime.decoder import StreamingDecoder
 from cortexedge.runtime.graph_macs import GraphCounts, count_graph
 from cortexedge.runtime.model import load_decoder
@@ -45,13 +44,16 @@ def latency_stats(ns: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class Stream:
-    """Bins to decode, with optional targets (regression) or labels, and where to reset state."""
+    """Bins to decode, with optional targets (regression) or labels, where to reset state and
+    which bins are scored (the others are context, `cortexedge.scoring`)."""
 
     bins: np.ndarray
     source: str
     targets: np.ndarray | None = None
     labels: np.ndarray | None = None
     resets: np.ndarray | None = None  # bool [T]: reset the state before this bin
+    scored: np.ndarray | None = None  # bool [T]: the bin counts in the score (default: all)
+    kind: str = "regression"  # the target kind the score is computed as
 
 
 @dataclass
@@ -73,13 +75,34 @@ def synthetic_stream(meta: DecoderMetadata, n: int, seed: int = 0) -> Stream:
 
 
 def recording_stream(path: str | os.PathLike, meta: DecoderMetadata, n: int | None) -> Stream:
-    """The test split of a recording (all rows if it has none), first `n` bins.
-
-    The state is reset wherever consecutive rows are not adjacent (a gap in time).
+    """The test split of a recording as the one score definition feeds it (every test row,
+    each run from the initial state after its context rows, `cortexedge.scoring`), first `n`
+    bins; a recording without a test split is streamed whole.
     """
+    from cortexedge import scoring
     from cortexedge.recording import Recording
 
     rec = Recording.load(path)
+    _check_recording(path, rec, meta)
+    split = "test" if "test" in rec.split else "all"
+    if split == "test":
+        context = scoring.context_rows(meta.streaming, rec.bin_ms)
+        rows, resets, scored = scoring.fed_rows(scoring.runs(rec, "test", context))
+    else:
+        rows = np.arange(rec.n_bins)
+        resets, scored = np.r_[True, np.diff(rec.segment) != 0], np.ones(rec.n_bins, bool)
+    keep = slice(None, n)
+    rows, resets, scored = rows[keep], resets[keep], scored[keep]
+    if rows.size == 0:
+        raise CortexEdgeError(f"{path}: the {split} split is empty")
+    pick = lambda a: None if a is None else a[rows]  # noqa: E731
+    classes = meta.score is not None and meta.score["metric"] == "accuracy"
+    kind = scoring.target_kind(rec, "classification" if classes else "regression")
+    return Stream(rec.x[rows], f"{path} ({split} split)", pick(rec.y), pick(rec.labels), resets,
+                  scored, kind)  # fmt: skip
+
+
+def _check_recording(path, rec, meta: DecoderMetadata) -> None:
     if rec.input_shape != meta.input.shape:
         raise CortexEdgeError(
             f"{path}: bins have shape {rec.input_shape}, the decoder expects {meta.input.shape}"
@@ -92,14 +115,6 @@ def recording_stream(path: str | os.PathLike, meta: DecoderMetadata, n: int | No
         raise CortexEdgeError(
             f"{path}: {rec.y.shape[1]} targets per bin, the decoder has {len(meta.outputs)} outputs"
         )
-    split = "test" if "test" in rec.split else "all"
-    rows = rec.rows("test") if split == "test" else np.arange(rec.n_bins)
-    rows = rows[:n] if n is not None else rows
-    if rows.size == 0:
-        raise CortexEdgeError(f"{path}: the {split} split is empty")
-    resets = np.r_[False, np.diff(rows) != 1]
-    pick = lambda a: None if a is None else a[rows]  # noqa: E731
-    return Stream(rec.x[rows], f"{path} ({split} split)", pick(rec.y), pick(rec.labels), resets)
 
 
 def _wait_until(t_ns: int) -> None:
@@ -140,12 +155,20 @@ def _time_backend(
 
 
 def _accuracy(stream: Stream, preds: np.ndarray, metric: str) -> dict:
-    if stream.targets is not None:
-        return {"r2": r2_score(stream.targets, preds)}
-    if stream.labels is not None:
-        report = classification_report(stream.labels, preds)
-        return {"accuracy": report["accuracy"], "classification": report}
-    return {metric: None}
+    """The score of the scored bins by the one definition (`cortexedge.scoring`)."""
+    from cortexedge.scoring import split_metrics
+
+    if stream.targets is None and stream.labels is None:
+        return {metric: None}
+    keep = np.ones(len(preds), bool) if stream.scored is None else stream.scored
+    if not keep.any():  # the bins kept are all context rows
+        return {metric: None, "scored_bins": 0}
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    result = split_metrics(stream.kind, preds[keep], pick(stream.targets), pick(stream.labels))
+    out = {result["metric"]: result["value"], "scored_bins": int(keep.sum())}
+    if result["metric"] == "accuracy":
+        out["classification"] = {k: v for k, v in result.items() if k not in ("metric", "value")}
+    return out
 
 
 def _backend_result(

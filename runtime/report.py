@@ -145,17 +145,19 @@ def _latency_panel(ax, run: ProfileRun) -> None:
 
 
 def _trace_panels(axes, run: ProfileRun, truth: np.ndarray, max_bins: int) -> None:
-    """True and predicted trajectory of each output over the first bins, with its R² over all."""
+    """True and predicted trajectory of each output over the first bins, with its R² over the
+    scored bins (context bins are fed, not scored: `cortexedge.scoring`)."""
     from cortexedge.metrics import r2_score
 
+    scored = run.stream.scored if run.stream.scored is not None else np.ones(len(truth), bool)
     shown = slice(0, min(max_bins, len(truth)))
     t = np.arange(len(truth))[shown] * run.summary["bin_ms"] / 1e3
     backend = next(iter(run.latencies_ns))
     for k, (ax, out) in enumerate(zip(axes, run.summary["outputs"], strict=True)):
         ax.plot(t, truth[shown, k], label="true", lw=1)
         ax.plot(t, run.predictions[shown, k], label=f"predicted ({backend})", lw=1)
-        r2 = r2_score(truth[:, k], run.predictions[:, k])
+        r2 = r2_score(truth[scored, k], run.predictions[scored, k]) if scored.any() else np.nan
         ax.set(xlabel="time (s)", ylabel=f"{out['name']} ({out['unit']})",
-               title=f"{out['name']}: R² {r2:.3f} over all {len(truth)} bins "
-               f"(first {t.size} shown)")  # fmt: skip
+               title=f"{out['name']}: R² {r2:.3f} over the {int(scored.sum())} scored bins "
+               f"(first {t.size} bins shown)")  # fmt: skip
         ax.legend(fontsize=8, loc="upper right")

@@ -31,8 +31,8 @@ def train_run(recording: str, group: dict, folder: str, threads: int) -> str:
         return str(final)
     pin_threads(threads)
     import cortexedge as ce
+    from cortexedge.scoring import target_kind
     from cortexedge.train.build import model_for
-    from cortexedge.train.specs import target_kind
 
     rec = ce.Recording.load(recording)
     settings = dict(group["train"])

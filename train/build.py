@@ -29,9 +29,10 @@ def model_for(
 ) -> nn.Module:
     """A new model of family `name` (or a registered user class) sized for `rec`; `seed` fixes
     its initial weights."""
+    from cortexedge.scoring import target_kind
     from cortexedge.train.config import RunConfig, check_model_keys
     from cortexedge.train.models.registry import build_model
-    from cortexedge.train.specs import spec_for, target_kind
+    from cortexedge.train.specs import spec_for
 
     if name not in FAMILIES:
         known = ", ".join(sorted(FAMILIES))

@@ -29,7 +29,9 @@ from torch import Tensor, nn
 from cortexedge import metrics as M
 from cortexedge.atomic import fsync_dir
 from cortexedge.errors import CortexEdgeError
-from cortexedge.recording import SPLITS, Recording
+from cortexedge.recording import Recording
+from cortexedge.scoring import target_kind
+from cortexedge.train.causal import score_model
 from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
 from cortexedge.train.data.windows import Windows
 from cortexedge.train.progress import TrainProgress
@@ -38,14 +40,11 @@ from cortexedge.train.specs import (
     LossFn,
     TrainingSpec,
     criterion_loss,
-    end_scores,
     spec_for,
-    target_kind,
     window_targets,
 )
 
 WindowsArg = Mapping[str, Windows] | Callable[[Recording, str, int], Windows]
-EVAL_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -107,27 +106,17 @@ def poisson_jitter(x: Tensor, p: float, rng: np.random.Generator) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- evaluation
+_CLASSES = ("balanced_accuracy", "auc", "accuracy", "f1")
+# target kind -> the validation metrics that may pick the best epoch (the first by default):
+# classifiers default to balanced accuracy, as AUC ignores the decision threshold (it can peak
+# while every row is still called negative) and plain accuracy rewards the majority class
+MONITORS = {"regression": ("r2", "corr"), "binary": _CLASSES, "multilabel": _CLASSES,
+            "multiclass": _CLASSES}  # fmt: skip
+
+
 def regression_metrics(target: np.ndarray, pred: np.ndarray) -> dict:
-    """R² (NeuroBench) and correlation of end-of-window predictions."""
+    """R² (NeuroBench) and correlation of predictions (`cortexedge.scoring` scores splits)."""
     return {"r2": M.r2_score(target, pred), "corr": M.correlation(target, pred)}
-
-
-def class_metrics(target: np.ndarray, scores: np.ndarray) -> dict:
-    """Accuracy, balanced accuracy, F1, AUC and the majority-class rate (chance level)."""
-    return {**M.classification_report(target, scores), "majority_rate": M.majority_rate(target)}
-
-
-_REGRESSION = (regression_metrics, ("r2", "corr"))
-# classifiers default to balanced accuracy: AUC ignores the decision threshold (it can peak
-# while every window is still called negative) and plain accuracy rewards the majority class
-_CLASSES = (class_metrics, ("balanced_accuracy", "auc", "accuracy", "f1"))
-# target kind -> (metrics of end-of-window targets and predictions, monitorable names, default 1st)
-SPLIT_METRICS = {
-    "regression": _REGRESSION,
-    "binary": _CLASSES,
-    "multilabel": _CLASSES,
-    "multiclass": _CLASSES,
-}
 
 
 @dataclass
@@ -147,41 +136,23 @@ class WindowSet:
         return len(self.x)
 
 
-@torch.no_grad()
-def predict_ends(model: nn.Module, data: WindowSet, kind: str) -> np.ndarray:
-    """The model's predictions at every window end (eval mode, in batches)."""
-    model.eval()
-    parts = [
-        end_scores(model(data.x[i : i + EVAL_BATCH]), data.target[i : i + EVAL_BATCH], kind)
-        for i in range(0, len(data), EVAL_BATCH)
-    ]
-    return torch.cat(parts).numpy()
-
-
-def evaluate(model: nn.Module, data: WindowSet, kind: str) -> dict:
-    """Metrics of the model on one split, scored at the last step of every window."""
-    scores = predict_ends(model, data, kind)
-    target = data.target[:, -1].numpy()
-    return {**SPLIT_METRICS[kind][0](target, scores), "n": len(data)}
-
-
 def _score(m: dict, monitor: str) -> float:
     value = m[monitor]
     return value if math.isfinite(value) else m.get("accuracy", -math.inf)
 
 
 # ----------------------------------------------------------------------------- data
-def _window_sets(
+def _train_windows(
     rec: Recording, spec: TrainingSpec, windows: WindowsArg | None, data: dict, stride: int
-) -> dict[str, Windows]:
-    present = [s for s in SPLITS if len(rec.split.get(s, ()))]
+) -> Windows:
+    """The training windows (validation and test are scored on rows, `cortexedge.scoring`)."""
     for need in ("train", "val"):
-        if need not in present:
+        if not len(rec.split.get(need, ())):
             raise CortexEdgeError(f"recording has no '{need}' rows; fit needs train and val")
     if isinstance(windows, Mapping):
-        return {s: windows[s] for s in SPLITS if s in windows}
+        return windows["train"]
     make = windows or (lambda r, s, st: spec.windows(r, s, st, **data))
-    return {s: make(rec, s, stride if s == "train" else 1) for s in present}
+    return make(rec, "train", stride)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -239,10 +210,10 @@ def fit(
     torch.set_num_threads(threads or 1)
     try:
         history, best_state, best_epoch = _train(
-            model, plan.sets, plan.step, settings, plan.monitor, stage, progress, t0
+            model, plan, lambda m: plan.score(m, recording, "val"), settings, stage, progress, t0
         )
         model.load_state_dict(best_state)
-        results = {s: evaluate(model, d, plan.kind) for s, d in plan.sets.items() if s != "train"}
+        results = {s: plan.score(model, recording, s) for s in plan.scored}
     except BaseException:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
@@ -261,18 +232,26 @@ def fit(
 
 @dataclass
 class _Plan:
-    """What a run trains on and how: target kind, monitored metric, window sets, loss step."""
+    """What a run trains on and how: target kind, monitored metric, training windows, the
+    splits scored, the loss step."""
 
     kind: str
     monitor: str
     preprocessing: dict
-    sets: dict
+    train: WindowSet
+    scored: dict[str, int]  # the splits scored after training -> their rows
     step: _Step
     durations: dict  # the defaults given in ms, with the rows they became (config "durations")
 
+    def score(self, model: nn.Module, rec: Recording, split: str) -> dict:
+        """A split's score by the one definition (`cortexedge.scoring`)."""
+        pre = self.preprocessing
+        window = pre.get("length") if pre["windowing"] == "sliding" else None
+        return score_model(model, rec, split, self.kind, window)
+
     def facts(self) -> dict:
-        """What metrics.json records about the plan."""
-        return {"split": {s: len(d) for s, d in self.sets.items()}, "task": self.kind,
+        """What metrics.json records about the plan: training windows, scored rows per split."""
+        return {"split": {"train": len(self.train), **self.scored}, "task": self.kind,
                 "monitor": self.monitor}  # fmt: skip
 
 
@@ -281,7 +260,7 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
     spec = spec_for(family)
     kind = target_kind(recording, task)
     spec.check(recording, kind, family)
-    names = SPLIT_METRICS[kind][1]
+    names = MONITORS[kind]
     monitor = monitor or names[0]
     if monitor not in names:
         raise CortexEdgeError(f"monitor: '{monitor}' is not one of {', '.join(names)} ({kind})")
@@ -294,11 +273,11 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
         if data.get(k) == d["rows"] and k not in given
     }  # fmt: skip
 
-    made = _window_sets(recording, spec, windows, data, train_stride)
-    sets = {s: WindowSet.of(w, kind) for s, w in made.items()}
+    train = WindowSet.of(_train_windows(recording, spec, windows, data, train_stride), kind)
+    scored = {s: len(recording.rows(s)) for s in ("val", "test") if len(recording.split.get(s, ()))}
     forward = spec.forward if loss is None else (lambda m, x: m(x))
     step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
-    return _Plan(kind, monitor, preprocessing, sets, step, durations)
+    return _Plan(kind, monitor, preprocessing, train, scored, step, durations)
 
 
 def _stage_folder(out: Path) -> Path:
@@ -360,16 +339,15 @@ class _Step:
 
 def _train(
     model: nn.Module,
-    sets: dict[str, WindowSet],
-    step: _Step,
+    plan: _Plan,
+    validate: Callable[[nn.Module], dict],
     s: Settings,
-    monitor: str,
     out: Path | None,
     progress: bool,
     t0: float,
 ) -> tuple[list[dict], dict[str, Tensor], int]:
     """The epoch loop; returns (per-epoch history, best state dict, best epoch)."""
-    train = sets["train"]
+    train, step, monitor = plan.train, plan.step, plan.monitor
     gen = torch.Generator().manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -397,14 +375,14 @@ def _train(
                     sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
                 bar.batch(total.item())
             sched.step()
-            val = evaluate(model, sets["val"], step.kind)
+            val = validate(model)
             if _score(val, monitor) > best_score:
                 best_score, best_epoch = _score(val, monitor), epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             row = {
                 "epoch": epoch,
                 **{f"train_{k}": v / len(train) for k, v in sums.items()},
-                **{f"val_{k}": v for k, v in val.items() if k != "n"},
+                **{f"val_{k}": v for k, v in val.items() if k in MONITORS[step.kind]},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - t0, 3),
             }

@@ -14,8 +14,8 @@ honoured and is 2 rows = 100 ms, a rounding recorded with the run and stated onc
 
 Outputs and window targets are paired by shape (`align`): an output with a step axis
 ([B, L, ...]) is trained on every step of the label series, an output without one ([B, ...]) on
-the window's last step. Evaluation always scores the last step, i.e. the prediction at the
-window end.
+the window's last step. Validation and test are scored on rows, not windows: see
+`cortexedge.scoring`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,9 @@ LossFn = Callable[[object, Tensor, Tensor, str], tuple[Tensor, dict[str, float]]
 # ----------------------------------------------------------------------------- target kinds
 @dataclass(frozen=True)
 class TargetKind:
-    """How one kind of target is trained on and scored."""
+    """How one kind of target is trained on (`cortexedge.scoring` scores it)."""
 
     criterion: Callable[[Tensor, Tensor], Tensor]  # (aligned output, aligned target) -> loss
-    scores: Callable[[Tensor], Tensor]  # output -> predictions (values or probabilities)
     class_dim: int  # 1 when the output carries an extra trailing class axis
     dtype: torch.dtype  # dtype of the target tensor
 
@@ -54,30 +53,11 @@ def _cross_entropy(out: Tensor, target: Tensor) -> Tensor:
 
 
 TARGET_KINDS: dict[str, TargetKind] = {
-    "regression": TargetKind(F.mse_loss, lambda o: o, 0, torch.float32),
-    "binary": TargetKind(F.binary_cross_entropy_with_logits, torch.sigmoid, 0, torch.float32),
-    "multilabel": TargetKind(F.binary_cross_entropy_with_logits, torch.sigmoid, 0, torch.float32),
-    "multiclass": TargetKind(_cross_entropy, lambda o: torch.softmax(o, -1), 1, torch.long),
+    "regression": TargetKind(F.mse_loss, 0, torch.float32),
+    "binary": TargetKind(F.binary_cross_entropy_with_logits, 0, torch.float32),
+    "multilabel": TargetKind(F.binary_cross_entropy_with_logits, 0, torch.float32),
+    "multiclass": TargetKind(_cross_entropy, 1, torch.long),
 }
-
-
-def target_kind(rec: Recording, task: str | None = None) -> str:
-    """The kind of target to train on: regression, binary, multilabel or multiclass.
-
-    `task` ("regression" or "classification") picks one when a recording has both y and labels.
-    """
-    task = task or rec.task
-    if task not in ("regression", "classification"):
-        raise CortexEdgeError(f"task: expected 'regression' or 'classification', got '{task}'")
-    if task == "regression":
-        if rec.y is None:
-            raise CortexEdgeError("task: regression needs continuous targets y; recording has none")
-        return "regression"
-    if rec.labels is None:
-        raise CortexEdgeError("task: classification needs labels; recording has none")
-    if rec.labels.ndim == 2:
-        return "multilabel"
-    return "binary" if int(rec.labels.max()) <= 1 else "multiclass"
 
 
 def window_targets(w: Windows, kind: str) -> np.ndarray:
@@ -85,16 +65,14 @@ def window_targets(w: Windows, kind: str) -> np.ndarray:
     return w.y if kind == "regression" else w.labels
 
 
-def align(out: Tensor, target: Tensor, kind: str, last: bool = False) -> tuple[Tensor, Tensor]:
-    """Pair an output with window targets [B, L, ...]: a per-step output uses every step (only
-    the last with `last=True`), an end-of-window output the last one; a lone size-1 axis is
-    dropped so the output matches the target."""
+def align(out: Tensor, target: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+    """Pair an output with window targets [B, L, ...]: a per-step output uses every step, an
+    end-of-window output the last one; a lone size-1 axis is dropped so the output matches the
+    target."""
     extra = TARGET_KINDS[kind].class_dim
     per_step = out.dim() >= target.dim() + extra and out.shape[1] == target.shape[1]
-    if not per_step or last:
+    if not per_step:
         target = target[:, -1]
-    if per_step and last:
-        out = out[:, -1]
     if not extra and out.shape != target.shape and out.numel() == target.numel():
         out = out.reshape(target.shape)
     if out.shape[: target.dim()] != target.shape:
@@ -103,11 +81,6 @@ def align(out: Tensor, target: Tensor, kind: str, last: bool = False) -> tuple[T
             f"{list(target.shape)} of the recording"
         )
     return out, target
-
-
-def end_scores(out: Tensor, target: Tensor, kind: str) -> Tensor:
-    """Predictions at the window end (values, or probabilities for class targets)."""
-    return TARGET_KINDS[kind].scores(align(out, target, kind, last=True)[0])
 
 
 # ----------------------------------------------------------------------------- losses

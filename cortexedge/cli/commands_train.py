@@ -114,9 +114,9 @@ def _json_object(text: str | None) -> dict:
 
 
 def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
+    from cortexedge.scoring import target_kind
     from cortexedge.train.build import model_for
     from cortexedge.train.fit import fit
-    from cortexedge.train.specs import target_kind
 
     kind = target_kind(rec, settings.get("task"))
     # the seed fixes the weights' initialisation too, not only the data order

@@ -60,15 +60,22 @@ def _recording(path, bin_ms=4.0, channels=12, targets=2):
     return path
 
 
-def test_recording_stream_uses_the_test_split_and_resets_at_gaps(gru_op, tmp_path):
+def test_recording_stream_feeds_each_test_run_after_its_context(gru_op, tmp_path):
+    """Test rows 50:100 and 150:200 of one segment; a stateful 4 ms decoder gets 2 s of context:
+    run 1 is fed rows 0:100 (50 context), run 2 rows 0:200 (150 context), each from reset."""
     meta = load_decoder(gru_op.path).meta
-    stream = recording_stream(_recording(tmp_path / "r.npz"), meta, None)
-    assert len(stream.bins) == 100 and stream.resets.sum() == 1 and stream.resets[50]
+    path = _recording(tmp_path / "r.npz")
+    stream = recording_stream(path, meta, None)
+    assert len(stream.bins) == 300 and np.flatnonzero(stream.resets).tolist() == [0, 100]
+    assert np.flatnonzero(stream.scored).tolist() == [*range(50, 100), *range(250, 300)]
     run = profile(gru_op.path, stream, warmup=0)
-    assert run.summary["r2"] == pytest.approx(r2_score(stream.targets, run.predictions))
-    fresh = StreamingDecoder(gru_op.path).step(stream.bins[50])
-    np.testing.assert_allclose(run.predictions[50], fresh, rtol=1e-6)
-    assert len(recording_stream(tmp_path / "r.npz", meta, 30).bins) == 30
+    keep = stream.scored
+    assert run.summary["scored_bins"] == 100
+    assert run.summary["r2"] == pytest.approx(r2_score(stream.targets[keep], run.predictions[keep]))
+    rec, fresh = Recording.load(path), StreamingDecoder(gru_op.path)
+    ys = [fresh.step(row) for row in rec.x[:151]]  # row 150 decoded after rows 0..149
+    np.testing.assert_allclose(run.predictions[250], ys[150], rtol=1e-5, atol=1e-6)
+    assert len(recording_stream(path, meta, 30).bins) == 30
 
 
 def test_recording_that_does_not_fit_is_refused(gru_op, tmp_path):
@@ -93,7 +100,7 @@ def test_reports_table_json_and_png(gru_op, tmp_path):
     from rich.console import Console
 
     meta = load_decoder(gru_op.path).meta
-    stream = recording_stream(_recording(tmp_path / "r.npz"), meta, 40)
+    stream = recording_stream(_recording(tmp_path / "r.npz"), meta, 100)  # context + 50 scored
     run = profile(gru_op.path, stream, ("ort", "numpy"), warmup=5)
     console = Console(record=True, width=120)
     print_summary(run.summary, console)

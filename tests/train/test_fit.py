@@ -12,8 +12,8 @@ from torch import nn
 
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import Recording
-from cortexedge.train.data.windows import sliding_windows
-from cortexedge.train.fit import WindowSet, evaluate, fit, poisson_jitter
+from cortexedge.train.causal import score_model
+from cortexedge.train.fit import fit, poisson_jitter
 from cortexedge.train.specs import align
 
 
@@ -25,6 +25,10 @@ def _split(T: int, seg: int) -> dict[str, np.ndarray]:
         "val": np.flatnonzero((ids >= 0.6 * n) & (ids < 0.8 * n)),
         "test": np.flatnonzero(ids >= 0.8 * n),
     }
+
+
+# what every score reports besides its metrics (cortexedge.scoring)
+SCORE_KEYS = {"metric", "value", "split", "rows", "runs", "context_rows"}
 
 
 def linear_recording(T: int = 2000, C: int = 4, seed: int = 0) -> Recording:
@@ -66,15 +70,14 @@ def _model(c: int = 4, d: int = 2, seed: int = 0) -> nn.Module:
 def test_user_model_trains_and_improves():
     rec = linear_recording()
     model = _model()
-    before = evaluate(
-        model, WindowSet.of(sliding_windows(rec, "test", 10), "regression"), "regression"
-    )
+    before = score_model(model, rec, "test", "regression", window=10)
     res = fit(model, rec, epochs=6, batch_size=64, lr=5e-2, augment_poisson=0.0, progress=False)
     assert res.metrics["test"]["r2"] > 0.95 > before["r2"]
-    # the default spec: sliding windows of 10 rows; test scored on every window end
-    # (4 test segments of 100 rows hold 91 windows each)
+    # the default spec: sliding windows of 400 ms = 10 rows; the test split is scored on every
+    # row (cortexedge.scoring): 4 test segments of 100 rows, each decoded from its start
     assert res.config["preprocessing"] == {"windowing": "sliding", "length": 10, "train_stride": 1}
-    assert res.metrics["test"]["n"] == len(sliding_windows(rec, "test", 10).ends)
+    test = res.metrics["test"]
+    assert (test["rows"], test["runs"], test["context_rows"]) == (400, 4, 0)
 
 
 def test_run_folder_files_and_metrics_keys(tmp_path):
@@ -84,8 +87,8 @@ def test_run_folder_files_and_metrics_keys(tmp_path):
     assert files == {"model.safetensors", "config.json", "metrics.json", "epochs.jsonl"}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"val", "test", "split", "task", "best_epoch", "seed"} <= set(metrics)
-    assert set(metrics["test"]) == {"r2", "corr", "n"}
-    assert metrics["split"] == {"train": res.metrics["split"]["train"], "val": 364, "test": 364}
+    assert set(metrics["test"]) == SCORE_KEYS | {"r2", "corr"}
+    assert metrics["split"] == {"train": res.metrics["split"]["train"], "val": 400, "test": 400}
     lines = (tmp_path / "run" / "epochs.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -117,7 +120,7 @@ def test_classifier_metrics_and_chance_level(tmp_path):
     torch.manual_seed(0)
     res = fit(PerStep(3, 1), rec, epochs=3, batch_size=64, lr=2e-2, progress=False)
     test = res.metrics["test"]
-    assert set(test) == {"accuracy", "balanced_accuracy", "f1", "auc", "majority_rate", "n"}
+    assert set(test) == SCORE_KEYS | {"accuracy", "balanced_accuracy", "f1", "auc", "majority_rate"}
     assert res.metrics["monitor"] == "balanced_accuracy" and res.metrics["task"] == "binary"
     assert test["auc"] > 0.9 and test["accuracy"] > test["majority_rate"]
 
@@ -183,8 +186,6 @@ def test_align_per_step_and_end_of_window_outputs():
     assert out.shape == t.shape == (5, 4, 2)
     out, t = align(torch.ones(5, 2), target, "regression")
     assert t.shape == (5, 2)
-    out, t = align(torch.ones(5, 4, 2), target, "regression", last=True)
-    assert out.shape == t.shape == (5, 2)
     out, t = align(torch.ones(5, 4, 1), torch.zeros(5, 4), "binary")
     assert out.shape == (5, 4)
     with pytest.raises(CortexEdgeError, match=r"output of shape \[5, 3\] does not match"):
