@@ -32,7 +32,7 @@ from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import SPLITS, Recording
 from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
 from cortexedge.train.data.windows import Windows
-from cortexedge.train.progress import TrainProgress
+from cortexedge.train.progress import TrainProgress, stage
 from cortexedge.train.specs import (
     TARGET_KINDS,
     LossFn,
@@ -238,10 +238,7 @@ def fit(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
-        history, best_state, best_epoch = _train(
-            model, plan.sets, plan.step, settings, plan.monitor, stage, progress, t0
-        )
-        model.load_state_dict(best_state)
+        history, best_epoch = _fit_weights(model, recording, plan, settings, stage, progress, t0)
         results = {s: evaluate(model, d, plan.kind) for s, d in plan.sets.items() if s != "train"}
     except BaseException:
         if stage is not None:
@@ -270,6 +267,7 @@ class _Plan:
     preprocessing: dict
     sets: dict
     step: _Step
+    solve: Callable[[nn.Module, Recording, dict], None] | None = None  # closed-form families
 
     def facts(self) -> dict:
         """What metrics.json records about the plan."""
@@ -293,7 +291,7 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
     sets = {s: WindowSet.of(w, kind) for s, w in made.items()}
     forward = spec.forward if loss is None else (lambda m, x: m(x))
     step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
-    return _Plan(kind, monitor, preprocessing, sets, step)
+    return _Plan(kind, monitor, preprocessing, sets, step, spec.solve)
 
 
 def _stage_folder(out: Path) -> Path:
@@ -352,6 +350,28 @@ class _Step:
 
     def __call__(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, dict]:
         return self.loss(self.forward(model, x), x, target, self.kind)
+
+
+def _fit_weights(
+    model: nn.Module,
+    recording: Recording,
+    plan: _Plan,
+    s: Settings,
+    out: Path | None,
+    progress: bool,
+    t0: float,
+) -> tuple[list[dict], int]:
+    """Leave the fitted weights in `model`: the spec's closed-form solver when it has one (no
+    epochs: empty history, best epoch 0), else the best-validation weights of the epoch loop."""
+    if plan.solve is not None:
+        with stage(progress, "solving in closed form"):
+            plan.solve(model, recording, plan.sets)
+        return [], 0
+    history, best_state, best_epoch = _train(
+        model, plan.sets, plan.step, s, plan.monitor, out, progress, t0
+    )
+    model.load_state_dict(best_state)
+    return history, best_epoch
 
 
 def _train(

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import MODALITIES, Recording
 from cortexedge.train.data.windows import Windows, aegru_windows, sliding_windows
+from cortexedge.train.models.linear import solve_kalman, solve_ridge
 from cortexedge.train.models.losses import aegru_loss, focal_loss
 
 WindowFn = Callable[..., Windows]  # (rec, split, stride=..., **data) -> Windows
@@ -164,6 +165,8 @@ class TrainingSpec:
     - `forward(model, x)` is the training forward pass, `loss(out, x, target, kind)` its loss.
     - `modalities` and `kinds` are the recordings and target kinds the family can train on.
     - `build_kwargs(rec, kind)` gives the constructor sizes a recording implies (for the CLI).
+    - `solve(model, rec, sets)`, for a family fitted in closed form (ridge, kalman), sets the
+      weights from the recording and fit's window sets; `fit` calls it instead of the epochs.
     """
 
     windowing: str
@@ -174,6 +177,7 @@ class TrainingSpec:
     modalities: tuple[str, ...] = MODALITIES
     kinds: tuple[str, ...] = tuple(TARGET_KINDS)
     build_kwargs: Callable[[Recording, str], dict] = lambda rec, kind: {}
+    solve: Callable[[nn.Module, Recording, dict], None] | None = None
 
     def check(self, rec: Recording, kind: str, family: str | None) -> None:
         """Raise CortexEdgeError unless this family trains on `rec`'s modality and target kind."""
@@ -285,4 +289,29 @@ CNN_RNN_SPEC = TrainingSpec(
         "frame_shape": list(rec.input_shape),
         "out_dim": output_size(rec, kind),
     },
+)
+
+# The linear families, fitted in closed form (train/models/linear.py). Durations are in ms; the
+# row counts are at the 4 ms default (ROW_MS) until they are converted with the recording's bin_ms.
+ROW_MS = 4.0
+RIDGE_BIN_MS = 80.0  # ridge bins: 80 ms = 20 rows (RidgeDecoder's bin_width default)
+RIDGE_HISTORY_MS = 400.0  # ridge history: 400 ms = 5 bins × 80 ms (its lags default)
+# the Kalman filter is scored at the end of windows it runs through from a zero estimate: 400 ms
+# = 100 rows, enough for its transient to fade (it streams from zero the same way)
+KALMAN_WINDOW_MS = 400.0
+_REGRESSION_ROWS = {"modalities": ("spikes", "calcium"), "kinds": ("regression",)}
+RIDGE_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": round(RIDGE_HISTORY_MS / ROW_MS)},
+    model_data=lambda m: {"length": m.streaming_window},
+    build_kwargs=_channels_out,
+    solve=solve_ridge,
+    **_REGRESSION_ROWS,
+)
+KALMAN_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": round(KALMAN_WINDOW_MS / ROW_MS)},
+    build_kwargs=_channels_out,
+    solve=solve_kalman,
+    **_REGRESSION_ROWS,
 )
