@@ -1,8 +1,9 @@
-"""`cortexedge train`: fit a registered decoder (or the ridge baseline) on a recording.
+"""`cortexedge train`: fit a decoder of the family table on a recording.
 
 The model's constructor sizes come from the recording (channels, outputs, frame shape) through
 its training spec; a TOML `--config` adds [model], [train] and [data] settings; `--epochs` and
-`--seed` override the file. torch loads only when the command runs.
+`--seed` override the file. Closed-form families (ridge, kalman) are solved instead of trained,
+and write the same run folder. torch loads only when the command runs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _build(name: str, rec, cfg, kind: str):
     "--model",
     "model_name",
     required=True,
-    help=f"A family of the family table: {help_text()}; or ridge (lagged Wiener filter).",
+    help=f"A family of the family table: {help_text()}.",
 )
 @click.option(
     "--config",
@@ -98,44 +99,22 @@ def train(
             f"--out {out} already holds files; pass --force to replace the run in it, "
             "or choose a new folder"
         )
-    if model_name != "ridge" and model_name not in FAMILIES:
-        known = ", ".join([*sorted(FAMILIES), "ridge"])
+    if model_name not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
         raise CortexEdgeError(f"unknown model '{model_name}' (known: {known})")
     cfg = load_config(config_path) if config_path is not None else RunConfig()
     rec = Recording.load(data_path)
     settings = {**cfg.train, **(QUICK if quick else {})}
     settings.update({k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None})
-    if model_name == "ridge":
-        metrics = _ridge(rec, cfg, out)
-    else:
-        metrics = _neural(rec, model_name, cfg, settings, out)
+    metrics = _fit(rec, model_name, cfg, settings, out)
     summary = {s: metrics[s] for s in ("val", "test") if s in metrics}
     click.echo(f"wrote {out}: {json.dumps(summary)}")
 
 
-def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
+def _fit(rec, name: str, cfg, settings: dict, out: Path) -> dict:
     from cortexedge.train.fit import fit, seed_everything
     from cortexedge.train.specs import target_kind
 
     seed_everything(settings.get("seed", 0))  # the weights' initialisation too, not only the data
     model = _build(name, rec, cfg, target_kind(rec, settings.get("task")))
     return fit(model, rec, out=out, data=cfg.data, **settings).metrics
-
-
-def _ridge(rec, cfg, out: Path) -> dict:
-    from cortexedge.train.ridge import fit_ridge
-
-    unknown = [f"model.{k}" for k in cfg.model if k != "alpha"]
-    unknown += [f"data.{k}" for k in cfg.data if k not in ("bin_width", "num_steps")]
-    if unknown or cfg.train:
-        bad = (unknown or [f"train.{k}" for k in cfg.train])[0]
-        raise CortexEdgeError(
-            f"unknown key '{bad}' for ridge (it takes model.alpha, data.bin_width, data.num_steps)"
-        )
-    return fit_ridge(
-        rec,
-        lags=cfg.data.get("num_steps", 5),
-        bin_width=cfg.data.get("bin_width", 20),
-        alpha=cfg.model.get("alpha"),
-        out=out,
-    ).metrics
