@@ -243,11 +243,14 @@ class _Run:
 
 def run_dataset(ds: Dataset, grid: Grid, args) -> dict:
     """Train (or reload) the float AEGRU, compress it at every grid point, measure each one."""
-    from cortexedge.train.ridge import fit_ridge
+    from cortexedge.train.fit import fit
+    from cortexedge.train.models.registry import build_model
 
     r = _Run(ds, grid, args)
     lags, bin_width = ds.ridge
-    ridge = fit_ridge(r.rec, lags=lags, bin_width=bin_width).metrics
+    sizes = {"in_channels": r.rec.input_shape[0], "out_dim": r.rec.y.shape[1]}
+    linear = build_model("ridge", **sizes, lags=lags, bin_width=bin_width)
+    ridge = fit(linear, r.rec, progress=False).metrics
     r.float_points()
     r.pruning()
     chosen, met = r.chosen_pruned()

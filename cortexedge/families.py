@@ -119,5 +119,14 @@ for _row in (
     ),  # fmt: skip
     Family("cnn_rnn", f"{_MODELS}.cnn_rnn:CNNRNN", f"{_SPECS}:CNN_RNN_SPEC", "widefield CNN-RNN"),
     Family("roi_gru", f"{_MODELS}.cnn_rnn:ROIGRU", f"{_SPECS}:ROI_GRU_SPEC", "ROI-trace GRU"),
+    Family(
+        "ridge", f"{_MODELS}.linear:RidgeDecoder", f"{_SPECS}:RIDGE_SPEC", "lagged Wiener filter"
+    ),
+    Family(
+        "kalman",
+        f"{_MODELS}.linear:KalmanFilterDecoder",
+        f"{_SPECS}:KALMAN_SPEC",
+        "steady-state Kalman filter",
+    ),
 ):
     register(_row)

@@ -51,6 +51,7 @@ def model_for(
             )
     windowing = {**spec.defaults_at(rec.bin_ms), **data}
     shared = {k: v for k, v in windowing.items() if k in params}
+    shared.update(spec.defaults_at(rec.bin_ms, "model"))
     if seed is not None:
         from cortexedge.train.fit import seed_everything
 

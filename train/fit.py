@@ -34,7 +34,7 @@ from cortexedge.scoring import target_kind
 from cortexedge.train.causal import score_model
 from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
 from cortexedge.train.data.windows import Windows
-from cortexedge.train.progress import TrainProgress
+from cortexedge.train.progress import TrainProgress, stage
 from cortexedge.train.specs import (
     TARGET_KINDS,
     LossFn,
@@ -209,10 +209,7 @@ def fit(
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
-        history, best_state, best_epoch = _train(
-            model, plan, lambda m: plan.score(m, recording, "val"), settings, stage, progress, t0
-        )
-        model.load_state_dict(best_state)
+        history, best_epoch = _fit_weights(model, recording, plan, settings, stage, progress, t0)
         results = {s: plan.score(model, recording, s) for s in plan.scored}
     except BaseException:
         if stage is not None:
@@ -238,10 +235,11 @@ class _Plan:
     kind: str
     monitor: str
     preprocessing: dict
-    train: WindowSet
+    train: WindowSet | None
     scored: dict[str, int]  # the splits scored after training -> their rows
     step: _Step
     durations: dict  # the defaults given in ms, with the rows they became (config "durations")
+    solve: Callable[[nn.Module, Recording], None] | None = None  # closed-form families
 
     def score(self, model: nn.Module, rec: Recording, split: str) -> dict:
         """A split's score by the one definition (`cortexedge.scoring`)."""
@@ -251,7 +249,8 @@ class _Plan:
 
     def facts(self) -> dict:
         """What metrics.json records about the plan: training windows, scored rows per split."""
-        return {"split": {"train": len(self.train), **self.scored}, "task": self.kind,
+        train = len(self.train) if self.train is not None else -1
+        return {"split": {"train": train, **self.scored}, "task": self.kind,
                 "monitor": self.monitor}  # fmt: skip
 
 
@@ -273,11 +272,13 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
         if data.get(k) == d["rows"] and k not in given
     }  # fmt: skip
 
-    train = WindowSet.of(_train_windows(recording, spec, windows, data, train_stride), kind)
+    train = None  # a closed-form solver reads the recording, not windows
+    if spec.solve is None:
+        train = WindowSet.of(_train_windows(recording, spec, windows, data, train_stride), kind)
     scored = {s: len(recording.rows(s)) for s in ("val", "test") if len(recording.split.get(s, ()))}
     forward = spec.forward if loss is None else (lambda m, x: m(x))
     step = _Step(forward, spec.loss if loss is None else criterion_loss(loss), kind)
-    return _Plan(kind, monitor, preprocessing, train, scored, step, durations)
+    return _Plan(kind, monitor, preprocessing, train, scored, step, durations, spec.solve)
 
 
 def _stage_folder(out: Path) -> Path:
@@ -335,6 +336,27 @@ class _Step:
 
     def __call__(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, dict]:
         return self.loss(self.forward(model, x), x, target, self.kind)
+
+
+def _fit_weights(
+    model: nn.Module,
+    recording: Recording,
+    plan: _Plan,
+    s: Settings,
+    out: Path | None,
+    progress: bool,
+    t0: float,
+) -> tuple[list[dict], int]:
+    """Leave the fitted weights in `model`: the spec's closed-form solver when it has one (no
+    epochs: empty history, best epoch 0), else the best-validation weights of the epoch loop."""
+    if plan.solve is not None:
+        with stage(progress, "solving in closed form"):
+            plan.solve(model, recording)
+        return [], 0
+    validate = lambda m: plan.score(m, recording, "val")  # noqa: E731
+    history, best_state, best_epoch = _train(model, plan, validate, s, out, progress, t0)
+    model.load_state_dict(best_state)
+    return history, best_epoch
 
 
 def _train(

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import MODALITIES, Recording
 from cortexedge.train.data.windows import Windows, aegru_windows, sliding_windows
+from cortexedge.train.models.linear import solve_kalman, solve_ridge
 from cortexedge.train.models.losses import aegru_loss, focal_loss
 
 WindowFn = Callable[..., Windows]  # (rec, split, stride=..., **data) -> Windows
@@ -167,6 +168,10 @@ class TrainingSpec:
     - `forward(model, x)` is the training forward pass, `loss(out, x, target, kind)` its loss.
     - `modalities` and `kinds` are the recordings and target kinds the family can train on.
     - `build_kwargs(rec, kind)` gives the constructor sizes a recording implies (for the CLI).
+    - `model_defaults`: constructor defaults that are durations (ridge's bin width), made rows
+      at the recording's bin_ms when the family is built for a recording (`train/build.py`).
+    - `solve(model, rec)`, for a family fitted in closed form (ridge, kalman), sets the weights
+      from the recording; `fit` calls it instead of the epoch loop.
     """
 
     windowing: str
@@ -177,6 +182,8 @@ class TrainingSpec:
     modalities: tuple[str, ...] = MODALITIES
     kinds: tuple[str, ...] = tuple(TARGET_KINDS)
     build_kwargs: Callable[[Recording, str], dict] = lambda rec, kind: {}
+    model_defaults: dict = field(default_factory=dict)
+    solve: Callable[[nn.Module, Recording], None] | None = None
 
     def check(self, rec: Recording, kind: str, family: str | None) -> None:
         """Raise CortexEdgeError unless this family trains on `rec`'s modality and target kind."""
@@ -191,13 +198,16 @@ class TrainingSpec:
         params = inspect.signature(WINDOWINGS[self.windowing]).parameters.values()
         return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
 
-    def defaults_at(self, bin_ms: float) -> dict:
-        """The default windowing parameters in rows at `bin_ms` (durations converted)."""
-        return {k: v.rows(bin_ms) if isinstance(v, Duration) else v for k, v in self.data.items()}
+    def defaults_at(self, bin_ms: float, table: str = "data") -> dict:
+        """The default windowing parameters (or, `table="model"`, constructor defaults) in rows
+        at `bin_ms` (durations converted)."""
+        items = (self.data if table == "data" else self.model_defaults).items()
+        return {k: v.rows(bin_ms) if isinstance(v, Duration) else v for k, v in items}
 
     def durations_at(self, bin_ms: float) -> dict:
         """{key: {"ms", "rows", "bin_ms"(, "note")}} for the defaults that are durations."""
-        return {k: v.record(bin_ms) for k, v in self.data.items() if isinstance(v, Duration)}
+        both = {**self.model_defaults, **self.data}
+        return {k: v.record(bin_ms) for k, v in both.items() if isinstance(v, Duration)}
 
     def data_for(self, model: nn.Module, data: dict | None = None, bin_ms: float = 4.0) -> dict:
         """Windowing parameters in rows: the defaults at `bin_ms`, then what `model` fixes, then
@@ -302,4 +312,24 @@ CNN_RNN_SPEC = TrainingSpec(
         "frame_shape": list(rec.input_shape),
         "out_dim": output_size(rec, kind),
     },
+)
+
+# The linear families, fitted in closed form (train/models/linear.py) from the recording's rows:
+# they train on no windows. Ridge reads `lags` (5) bins of 80 ms, 400 ms of history.
+RIDGE_BIN = Duration(80.0)
+_REGRESSION_ROWS = {"modalities": ("spikes", "calcium"), "kinds": ("regression",)}
+RIDGE_SPEC = TrainingSpec(
+    windowing="sliding",
+    model_data=lambda m: {"length": m.streaming_window},
+    build_kwargs=_channels_out,
+    model_defaults={"bin_width": RIDGE_BIN},
+    solve=solve_ridge,
+    **_REGRESSION_ROWS,
+)
+KALMAN_SPEC = TrainingSpec(
+    windowing="sliding",
+    data={"length": TRAIN_WINDOW},  # windows only to calibrate quantization (compress)
+    build_kwargs=_channels_out,
+    solve=solve_kalman,
+    **_REGRESSION_ROWS,
 )

@@ -4,7 +4,8 @@
 to import it; see `cortexedge.user_code`). The constructor's sizes come from the recording
 (channels, outputs, frame shape) for the parameters it has; a TOML `--config` adds [model],
 [train] and [data] settings and `--model-args` (JSON) adds constructor arguments over [model];
-`--epochs` and `--seed` override the file. torch loads only when the command runs.
+`--epochs` and `--seed` override the file. Closed-form families (ridge, kalman) are solved
+instead of trained and write the same run folder. torch loads only when the command runs.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ QUICK = {"epochs": 2, "train_stride": 8, "patience": 2}  # a smoke run, not a re
     "--model",
     "model_name",
     required=True,
-    help=f"A family of the family table: {help_text()}; or ridge (lagged Wiener filter); "
-    "or your own class as file.py:Class or package.module:Class.",
+    help=f"A family of the family table: {help_text()}; or your own class as file.py:Class "
+    "or package.module:Class.",
 )
 @click.option(
     "--model-args",
@@ -87,16 +88,13 @@ def train(
     cfg.model.update(_json_object(model_args))
     if is_code_ref(model_name):
         model_name = register_user_class(parse_ref(model_name))
-    if model_name != "ridge" and model_name not in FAMILIES:
-        known = ", ".join([*sorted(FAMILIES), "ridge"])
+    if model_name not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES))
         raise CortexEdgeError(f"unknown model '{model_name}' (known: {known}, or file.py:Class)")
     rec = Recording.load(data_path)
     settings = {**cfg.train, **(QUICK if quick else {})}
     settings.update({k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None})
-    if model_name == "ridge":
-        metrics = _ridge(rec, cfg, out)
-    else:
-        metrics = _neural(rec, model_name, cfg, settings, out)
+    metrics = _fit(rec, model_name, cfg, settings, out)
     summary = {s: metrics[s] for s in ("val", "test") if s in metrics}
     click.echo(f"wrote {out}: {json.dumps(summary)}")
 
@@ -113,7 +111,7 @@ def _json_object(text: str | None) -> dict:
     return value
 
 
-def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
+def _fit(rec, name: str, cfg, settings: dict, out: Path) -> dict:
     from cortexedge.scoring import target_kind
     from cortexedge.train.build import model_for
     from cortexedge.train.fit import fit
@@ -126,22 +124,3 @@ def _neural(rec, name: str, cfg, settings: dict, out: Path) -> dict:
         if "note" in record:
             click.echo(f"note: {key}: {record['note']}", err=True)
     return result.metrics
-
-
-def _ridge(rec, cfg, out: Path) -> dict:
-    from cortexedge.train.ridge import fit_ridge
-
-    unknown = [f"model.{k}" for k in cfg.model if k != "alpha"]
-    unknown += [f"data.{k}" for k in cfg.data if k not in ("bin_width", "num_steps")]
-    if unknown or cfg.train:
-        bad = (unknown or [f"train.{k}" for k in cfg.train])[0]
-        raise CortexEdgeError(
-            f"unknown key '{bad}' for ridge (it takes model.alpha, data.bin_width, data.num_steps)"
-        )
-    return fit_ridge(
-        rec,
-        lags=cfg.data.get("num_steps", 5),
-        bin_width=cfg.data.get("bin_width", 20),
-        alpha=cfg.model.get("alpha"),
-        out=out,
-    ).metrics

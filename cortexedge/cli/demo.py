@@ -154,10 +154,10 @@ def _recording(out: Path, cfg: DemoSettings, seed: int):
 def _train(out: Path, rec, cfg: DemoSettings, seed: int):
     from cortexedge.train.fit import fit
     from cortexedge.train.models.registry import build_model
-    from cortexedge.train.ridge import fit_ridge
 
-    ridge = fit_ridge(rec, out=out / "ridge")
-    model = build_model("aegru", in_channels=rec.input_shape[0], out_dim=rec.y.shape[1])
+    sizes = {"in_channels": rec.input_shape[0], "out_dim": rec.y.shape[1]}
+    ridge = fit(build_model("ridge", **sizes), rec, out=out / "ridge", progress=False)
+    model = build_model("aegru", **sizes)
     trained = fit(
         model,
         rec,

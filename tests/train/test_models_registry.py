@@ -31,6 +31,8 @@ CONFIGS = {
         lambda: torch.rand(2, 4, 8, 6),
     ),
     "roi_gru": (dict(in_channels=7, hidden=5), lambda: torch.randn(2, 4, 7)),
+    "ridge": (dict(in_channels=3, lags=2, bin_width=3, alpha=0.5), lambda: torch.rand(2, 8, 3)),
+    "kalman": (dict(in_channels=3, out_dim=2), lambda: torch.randn(2, 5, 3)),
 }
 
 
@@ -58,7 +60,7 @@ def test_unknown_name():
     with pytest.raises(
         CheckpointError,
         match=r"unknown model class 'transformer' "
-        r"\(known: aegru, cnn_bilstm, cnn_rnn, gru, lstm, roi_gru\)",
+        r"\(known: aegru, cnn_bilstm, cnn_rnn, gru, kalman, lstm, ridge, roi_gru\)",
     ):
         build_model("transformer", in_channels=3)
 

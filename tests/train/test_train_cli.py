@@ -169,7 +169,7 @@ def test_quick_run_writes_metrics_and_checkpoint(rec_path, tmp_path):
     }
     assert (out / "model.safetensors").is_file()
     # ridge through the same command writes the same layout; y is linear in the current row
-    cfg.write_text("[data]\nbin_width = 1\nnum_steps = 2\n")
+    cfg.write_text("[model]\nbin_width = 1\nlags = 2\n")
     result = _run(
         "--data",
         str(rec_path),

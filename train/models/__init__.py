@@ -4,6 +4,7 @@
 - `rnn.py`: GRUDecoder, LSTMDecoder, the baselines
 - `cnn_bilstm.py`: AttnCNNBiLSTM for two-photon calcium traces
 - `cnn_rnn.py`: CNNRNN (widefield frames) and ROIGRU (ROI traces)
+- `linear.py`: RidgeDecoder, KalmanFilterDecoder, fitted in closed form (no SGD)
 - `losses.py`: aegru_loss, focal_loss
 - `registry.py`: register_model, build_model, model_name (rows of cortexedge/families.py)
 - `inputs.py`: input transforms and the input-shape check shared by the models
@@ -20,6 +21,8 @@ _EXPORTS = {
     "AttnCNNBiLSTM": "cnn_bilstm",
     "CNNRNN": "cnn_rnn",
     "ROIGRU": "cnn_rnn",
+    "RidgeDecoder": "linear",
+    "KalmanFilterDecoder": "linear",
     "aegru_loss": "losses",
     "focal_loss": "losses",
     "register_model": "registry",
