@@ -123,8 +123,13 @@ def test_aegru_windows_never_read_rows_of_another_split():
 
 
 def test_aegru_windows_error_when_no_window_fits():
-    with pytest.raises(RecordingError, match="split 'test': no window of 4 rows fits"):
-        aegru_windows(_rec(), "test", bin_width=2, num_steps=2)
+    # the message says where the number came from, and what the split has
+    with pytest.raises(RecordingError) as err:
+        aegru_windows(_rec(bin_ms=20.0), "test", bin_width=2, num_steps=2)
+    assert str(err.value).startswith(
+        "a window of 2 steps x 2 rows = 4 rows at 20 ms bins; the longest segment of split "
+        "'test' has 3 rows"
+    )
     with pytest.raises(CortexEdgeError, match="bin_width: expected a positive integer"):
         aegru_windows(_rec(), "train", bin_width=0, num_steps=2)
     rec = _rec()
@@ -140,7 +145,8 @@ def test_sliding_windows_hand_computed():
     np.testing.assert_array_equal(w.x[:, :, 0], [[1, 0, 2], [2, 1, 3], [3, 0, 1]])
     np.testing.assert_array_equal(w.y[:, :, 0], [[0, 1, 2], [2, 3, 4], [4, 5, 6]])
     assert w.x.dtype == np.uint8  # raw rows, not re-binned
-    with pytest.raises(RecordingError, match="split 'val': no window of 3 rows fits"):
+    with pytest.raises(RecordingError, match="a window of 3 rows at 4 ms bins; the longest "
+                       "segment of split 'val' has 2 rows"):  # fmt: skip
         sliding_windows(_rec(), "val", 3)
 
 

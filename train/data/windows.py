@@ -95,12 +95,23 @@ def gather_windows(arr: np.ndarray, ends: np.ndarray, length: int, dilation: int
     return np.asarray(arr)[idx]
 
 
-def _windows_of(rec: Recording, split: str, span: int, stride: int) -> np.ndarray:
+def longest_run(rec: Recording, split: str) -> int:
+    """Rows in the longest unbroken run of a split (adjacent rows of one segment)."""
+    rows = rec.rows(split)
+    if rows.size == 0:
+        return 0
+    seg = rec.segment[rows]
+    cut = np.flatnonzero((np.diff(rows) != 1) | (seg[1:] != seg[:-1])) + 1
+    return int(np.diff(np.concatenate(([0], cut, [rows.size]))).max())
+
+
+def _windows_of(rec: Recording, split: str, span: int, stride: int, what: str) -> np.ndarray:
     ends = window_ends(rec.segment, rec.rows(split), span, stride)
     if len(ends) == 0:
         raise RecordingError(
-            f"split '{split}': no window of {span} rows fits inside one segment of the split "
-            f"({len(rec.rows(split))} rows); use shorter windows or longer segments"
+            f"{what} at {rec.bin_ms:g} ms bins; the longest segment of split '{split}' has "
+            f"{longest_run(rec, split)} rows: use shorter windows (the [data] table) or longer "
+            "segments"
         )
     return ends
 
@@ -121,7 +132,9 @@ def aegru_windows(
     """
     bin_width = _positive_int("bin_width", bin_width)
     num_steps = _positive_int("num_steps", num_steps)
-    ends = _windows_of(rec, split, bin_width * num_steps, stride)
+    span = bin_width * num_steps
+    what = f"a window of {num_steps} steps x {bin_width} rows = {span} rows"
+    ends = _windows_of(rec, split, span, stride, what)
     binned = box_sum(rec.x, bin_width, rec.segment)
     x = gather_windows(binned, ends, num_steps, bin_width)
     return Windows(x=x, ends=ends, **_targets(rec, ends, num_steps, bin_width))
@@ -130,6 +143,6 @@ def aegru_windows(
 def sliding_windows(rec: Recording, split: str, length: int, stride: int = 1) -> Windows:
     """NeuroBench-style windows of `length` consecutive rows ([T, C] or [T, H, W] inputs)."""
     length = _positive_int("length", length)
-    ends = _windows_of(rec, split, length, stride)
+    ends = _windows_of(rec, split, length, stride, f"a window of {length} rows")
     x = gather_windows(rec.x, ends, length)
     return Windows(x=x, ends=ends, **_targets(rec, ends, length, 1))
