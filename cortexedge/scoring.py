@@ -127,26 +127,41 @@ def fed_rows(plan: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fed, starts, scored
 
 
+def batches(plan: list[Run], batch: int) -> list[list[int]]:
+    """Indices of the runs in batches of up to `batch`, runs of similar length together (each
+    batch is padded to its longest run)."""
+    order = sorted(range(len(plan)), key=lambda k: plan[k].end - plan[k].start)
+    return [order[i : i + batch] for i in range(0, len(order), batch)]
+
+
 def score(
     rec: Recording,
     split: str,
     kind: str,
     decode: Callable[[np.ndarray], np.ndarray],
     context: int,
+    batch: int = 64,
 ) -> dict:
-    """The split's score (module docstring): `decode(x [T, ...]) -> y [T, D]` streams rows from
-    the initial state. The result says which rows it scored."""
+    """The split's score (module docstring). `decode(x [B, T, ...]) -> y [B, T, D]` streams
+    B runs side by side from the initial state; runs shorter than T are zero-padded at their
+    end, which a causal decoder cannot see. The result says which rows it scored."""
     plan = runs(rec, split, context)
-    outputs, rows = [], []
-    for run in plan:
-        y = np.asarray(decode(rec.x[run.start : run.end]))
-        if len(y) != run.end - run.start:
+    outputs: list = [None] * len(plan)
+    for group in batches(plan, batch):
+        longest = max(plan[k].end - plan[k].start for k in group)
+        x = np.zeros((len(group), longest, *rec.x.shape[1:]), dtype=np.float32)
+        for i, k in enumerate(group):
+            x[i, : plan[k].end - plan[k].start] = rec.x[plan[k].start : plan[k].end]
+        y = np.asarray(decode(x))
+        if y.shape[:2] != x.shape[:2]:
             raise CortexEdgeError(
-                f"scoring: the decoder gave {len(y)} outputs for {run.end - run.start} rows"
+                f"scoring: the decoder gave outputs of shape {list(y.shape)} for inputs "
+                f"{list(x.shape)}; expected one output per row"
             )
-        outputs.append(y[run.first - run.start :].reshape(run.end - run.first, -1))
-        rows.append(np.arange(run.first, run.end))
-    scored = np.concatenate(rows)
+        for i, k in enumerate(group):
+            r = plan[k]
+            outputs[k] = y[i, r.first - r.start : r.end - r.start].reshape(r.end - r.first, -1)
+    scored = np.concatenate([np.arange(r.first, r.end) for r in plan])
     pick = lambda a: None if a is None else a[scored]  # noqa: E731
     result = split_metrics(kind, np.concatenate(outputs), pick(rec.y), pick(rec.labels))
     fed = sum(r.end - r.start for r in plan)

@@ -21,12 +21,15 @@ def score(
     rec: Recording,
     kind: str,
     streaming: Streaming,
+    dynamic_batch: bool,
 ) -> dict:
-    """{"metric", "value", "split", "rows", "context_rows"} of the step graph on the test split."""
+    """{"metric", "value", "split", "rows", "context_rows"} of the step graph on the test split
+    (runs side by side when the graph takes a batch)."""
 
     def decode(x: np.ndarray) -> np.ndarray:
-        xs = np.ascontiguousarray(x[:, None], dtype=np.float32)
-        return stream_onnx(sess, specs, xs, initial_state(specs, 1))[0][:, 0]
+        xs = np.ascontiguousarray(np.swapaxes(x, 0, 1))  # [T, B, ...]
+        return np.swapaxes(stream_onnx(sess, specs, xs, initial_state(specs, len(x)))[0], 0, 1)
 
-    result = scoring.score(rec, "test", kind, decode, scoring.context_rows(streaming, rec.bin_ms))
+    context = scoring.context_rows(streaming, rec.bin_ms)
+    result = scoring.score(rec, "test", kind, decode, context, 64 if dynamic_batch else 1)
     return {k: result[k] for k in ("metric", "value", "split", "rows", "context_rows")}

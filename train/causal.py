@@ -1,9 +1,10 @@
 """A torch model decoding rows causally from its initial state, as a deployed decoder would.
 
 This is what train and compress score (`cortexedge.scoring`) and what export checks a model's
-`step` against. A run of rows x [T, ...] becomes outputs y [T, D] by, in this order:
-- the model's sequence form (`stream`, else a `forward` its class defines) on x [1, T, ...],
-  when that returns one output per row, [1, T, ...];
+`step` against. Runs of rows side by side, x [B, T, ...], become outputs y [B, T, D] by, in
+this order:
+- the model's sequence form (`stream`, else a `forward` its class defines), when that returns
+  one output per row, [B, T, ...];
 - else its `step`, bin by bin from `init_state`;
 - else, for a model that does not stream, its forward on the window of `window` rows ending at
   each row, zero-padded before the run (what the window-mode runtime would see).
@@ -38,35 +39,35 @@ def _streams(model: nn.Module) -> bool:
 
 
 def _stepped(model: nn.Module, x: Tensor) -> Tensor:
-    state, out = model.init_state(1), []
-    for row in x:
-        y, state = model.step(row[None], state)
-        out.append(y.reshape(1, -1))
-    return torch.cat(out)
+    state, out = model.init_state(len(x)), []
+    for t in range(x.shape[1]):
+        y, state = model.step(x[:, t], state)
+        out.append(y.reshape(len(x), -1))
+    return torch.stack(out, 1)
 
 
 def _windowed(model: nn.Module, x: Tensor, window: int) -> Tensor:
-    padded = torch.cat([x.new_zeros((window - 1, *x.shape[1:])), x])
-    windows = padded.unfold(0, window, 1).movedim(-1, 1)  # [T, window, ...]
+    padded = torch.cat([x.new_zeros((len(x), window - 1, *x.shape[2:])), x], 1)
+    windows = padded.unfold(1, window, 1).movedim(-1, 2).flatten(0, 1)  # [B·T, window, ...]
     out = []
     for i in range(0, len(windows), WINDOW_BATCH):
         y = model(windows[i : i + WINDOW_BATCH])
         y = y[:, -1] if y.dim() >= 3 and y.shape[1] == window else y  # per-step outputs
         out.append(y.reshape(len(y), -1))
-    return torch.cat(out)
+    return torch.cat(out).unflatten(0, x.shape[:2])
 
 
 def decoder(model: nn.Module, window: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """`decode(x [T, ...]) -> y [T, D]` of an eval-mode model (module docstring)."""
+    """`decode(x [B, T, ...]) -> y [B, T, D]` of an eval-mode model (module docstring)."""
     sequence = sequence_form(model)
 
     @torch.no_grad()
     def decode(x: np.ndarray) -> np.ndarray:
         xt = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
         if sequence is not None:
-            y = sequence(xt[None])
-            if isinstance(y, Tensor) and y.dim() >= 2 and y.shape[:2] == (1, len(xt)):
-                return y[0].reshape(len(xt), -1).numpy()
+            y = sequence(xt)
+            if isinstance(y, Tensor) and y.dim() >= 2 and y.shape[:2] == xt.shape[:2]:
+                return y.reshape(*xt.shape[:2], -1).numpy()
         if _streams(model):
             return _stepped(model, xt).numpy()
         if window is None:

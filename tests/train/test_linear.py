@@ -28,6 +28,20 @@ T, C, D = 1500, 4, 2
 SPLIT = {"train": np.arange(0, 900), "val": np.arange(900, 1200), "test": np.arange(1200, T)}
 
 
+def _padded_lags(x: np.ndarray, rows: np.ndarray, lags: int, bw: int) -> np.ndarray:
+    """Features of `rows` (one run from its start) by hand: bin k of row t sums rows
+    t-(lags-k)·bw+1 .. t-(lags-1-k)·bw, the rows before the run counting as zeros."""
+    first, out = rows[0], []
+    for t in rows:
+        bins = []
+        for k in range(lags):
+            hi = t - (lags - 1 - k) * bw
+            lo = max(hi - bw + 1, first)
+            bins.append(x[lo : hi + 1].sum(0) if hi >= first else np.zeros(x.shape[1]))
+        out.append(np.concatenate(bins))
+    return np.array(out, dtype=np.float64)
+
+
 def _lagged_recording(lags: int, bin_width: int, seed: int = 1) -> tuple[Recording, np.ndarray]:
     """Poisson counts whose targets are an exact lagged linear map of the binned counts (plus
     noise), and that map [lags·C, D]."""
@@ -35,9 +49,7 @@ def _lagged_recording(lags: int, bin_width: int, seed: int = 1) -> tuple[Recordi
     x = rng.poisson(3.0, size=(T, C))
     w_true = rng.normal(scale=0.1, size=(lags * C, D))  # outputs of order 1
     y = rng.normal(scale=0.02, size=(T, D))
-    probe = Recording(x=x, bin_ms=4.0, y=y, split={"train": np.arange(T)})
-    win = aegru_windows(probe, "train", bin_width, lags)
-    y[win.ends] += win.x.reshape(len(win.x), -1) @ w_true + 1.5
+    y += _padded_lags(x, np.arange(T), lags, bin_width) @ w_true + 1.5  # one run from row 0
     return Recording(x=x, bin_ms=4.0, y=y, split=SPLIT), w_true
 
 
@@ -92,12 +104,13 @@ def test_ridge_solution_equals_lstsq_and_recovers_the_map():
     lags, bw = 2, 3
     rec, w_true = _lagged_recording(lags, bw)
     w, b, alpha = fit_ridge(rec, lags, bw)
-    win = aegru_windows(rec, "train", bw, lags)  # independent of the solver's features
-    sol = _augmented_lstsq(win.x.reshape(len(win.x), -1), rec.y[win.ends], alpha)
+    rows = rec.rows("train")  # one run from the recording's start: every row is fitted
+    feats = _padded_lags(rec.x, rows, lags, bw)  # independent of the solver's features
+    sol = _augmented_lstsq(feats, rec.y[rows], alpha)
     np.testing.assert_allclose(w, sol[:-1], rtol=0, atol=1e-9)
     np.testing.assert_allclose(b, sol[-1], rtol=0, atol=1e-9)
     np.testing.assert_allclose(w, w_true, atol=0.005)
-    relative = alpha / gram_scale(win.x.reshape(len(win.x), -1).astype(np.float64))
+    relative = alpha / gram_scale(feats)
     assert np.isclose(RELATIVE_ALPHAS, relative, rtol=1e-9).sum() == 1  # one of the grid
 
 

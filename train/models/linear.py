@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cortexedge import scoring
 from cortexedge.errors import CortexEdgeError
 from cortexedge.metrics import r2_score
 from cortexedge.recording import Recording
-from cortexedge.train.data.windows import aegru_windows
 from cortexedge.train.models.aegru import box_sum
 from cortexedge.train.models.inputs import check_input, check_sizes
 
@@ -138,10 +138,20 @@ class RidgeDecoder(nn.Module):
 def lagged_features(
     recording: Recording, split: str, lags: int, bin_width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 features [N, lags·C] (the model's layout) and targets [N, D] at the end of every
-    window of a split that holds the whole history inside one segment."""
-    w = aegru_windows(recording, split, bin_width, lags)
-    return w.x.reshape(len(w.x), -1).astype(np.float64), w.y[:, -1].astype(np.float64)
+    """Float64 features [N, lags·C] (the model's layout) and targets [N, D] of every row of a
+    split, as the decoder streams them (`RidgeDecoder.features`): zeros stand for the rows
+    before a run's start, so short trials are fitted as they are decoded. Validation and test
+    rows take the context rows of the one score definition (`cortexedge.scoring`); training
+    runs start from zeros, reading no row of another split."""
+    probe = RidgeDecoder(recording.input_shape[0], 1, lags, bin_width)
+    context = probe.streaming_window - 1 if split != "train" else 0
+    xs, ys = [], []
+    for run in scoring.runs(recording, split, context):
+        x = torch.from_numpy(recording.x[run.start : run.end].astype(np.float64))[None]
+        with torch.no_grad():
+            xs.append(probe.features(x)[0, run.first - run.start :].numpy())
+        ys.append(recording.y[run.first : run.end].astype(np.float64))
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def fit_ridge(
