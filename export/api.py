@@ -267,11 +267,17 @@ def _verified_sequence(step: _Step, length: int | None) -> tuple[onnx.ModelProto
     return graph, check
 
 
+def _score(source: Source, step: _Step) -> dict:
+    """The test score of the verified step graph (`export/score.py`)."""
+    from cortexedge.export.score import score
+
+    streaming = streaming_of(source.model)[0]
+    return score(step.session, step.specs, source.recording, source.task(), streaming, step.dynamic)
+
+
 def _contract(source: Source, step: _Step, shape, modality: str, bin_ms: float,
               seq_check: Verification | None) -> DecoderMetadata:  # fmt: skip
     """The metadata contract of a verified export, scored on the recording's test split."""
-    from cortexedge.export.score import score
-
     rec = source.recording
     own = step.self_check
     extra = {
@@ -292,9 +298,7 @@ def _contract(source: Source, step: _Step, shape, modality: str, bin_ms: float,
         input=input_spec(source, shape, modality),
         bin_ms=bin_ms,
         bits=step.bits,
-        score=None
-        if rec is None
-        else score(step.session, step.specs, rec, source.task(), streaming_of(source.model)[0]),
+        score=None if rec is None else _score(source, step),
         verification=_verification(step.check, seq_check),
         extra=extra,
     )
