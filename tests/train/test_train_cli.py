@@ -216,3 +216,20 @@ def test_the_same_seed_gives_the_same_weights(rec_path, tmp_path):
     same = all((weights[0][k] == weights[1][k]).all() for k in weights[0])
     differ = any((weights[0][k] != weights[2][k]).any() for k in weights[0])
     assert same and differ
+
+
+def test_durations_are_ms_made_rows_and_a_rounding_is_stated_once(tmp_path):
+    """AEGRU's 80 ms bins at 50 ms rows: 2 rows = 100 ms, recorded with the run and noted."""
+    rec = Recording.load(_spikes(tmp_path / "r4.npz"))
+    slow = Recording(x=rec.x, bin_ms=50.0, y=rec.y, segment=rec.segment, split=rec.split)
+    slow.save(tmp_path / "r50.npz")
+    out = tmp_path / "run"
+    result = _run("--data", str(tmp_path / "r50.npz"), "--model", "aegru", "--quick", "--out",
+                  str(out))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    note = "note: bin_width: 80 ms is 1.6 rows at 50 ms bins; using 2 rows = 100 ms"
+    assert result.stderr.count(note) == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_config"]["bin_width"] == 2 and config["preprocessing"]["bin_width"] == 2
+    assert config["durations"]["bin_width"] == {"ms": 80.0, "rows": 2, "bin_ms": 50.0,
+                                                "note": note[len("note: bin_width: "):]}  # fmt: skip
