@@ -231,5 +231,5 @@ def test_durations_are_ms_made_rows_and_a_rounding_is_stated_once(tmp_path):
     assert result.stderr.count(note) == 1
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"]["bin_width"] == 2 and config["preprocessing"]["bin_width"] == 2
-    assert config["durations"]["bin_width"] == {"ms": 80.0, "rows": 2, "bin_ms": 50.0,
-                                                "note": note[len("note: bin_width: "):]}  # fmt: skip
+    expected = {"ms": 80.0, "rows": 2, "bin_ms": 50.0, "note": note[len("note: bin_width: ") :]}
+    assert config["durations"]["bin_width"] == expected
