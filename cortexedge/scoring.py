@@ -114,6 +114,12 @@ def split_metrics(
         y = y[:, : targets.shape[1]]
         r2 = metrics.r2_score(targets, y)
         return {"metric": "r2", "value": r2, "r2": r2, "corr": metrics.correlation(targets, y)}
+    wanted = labels.shape[1] if kind == "multilabel" else 1
+    if y.shape[1] < wanted:
+        raise CortexEdgeError(
+            f"recording: {wanted} labels, but the decoder has {y.shape[1]} outputs; score it on "
+            "a recording of its own labels"
+        )
     report = metrics.classification_report(labels, PROBABILITIES[kind](y, labels))
     return {"metric": "accuracy", "value": report["accuracy"], **report,
             "majority_rate": metrics.majority_rate(labels)}  # fmt: skip

@@ -19,7 +19,7 @@ FAMILIES = {
         dict(in_channels=12, lookback=16, conv_channels=8, hidden=8, attn_dim=8),
         "two_photon",
     ),
-    "roi_gru": ("roi_gru", dict(in_channels=12, hidden=8), "two_photon"),
+    "roi_gru": ("roi_gru", dict(in_channels=12, hidden=8, out_dim=2), "two_photon"),
     "cnn_rnn": ("cnn_rnn", dict(frame_shape=(64, 64), conv_channels=(4, 8, 8)), "widefield"),
 }
 # family -> (streaming mode, window) the metadata must state
