@@ -124,7 +124,7 @@ def main() -> int:
         )  # fmt: skip
     report["machine"] = info = finish(info, started)
     print(machine_line(info))
-    print(f"wrote {write_results('real_data', report)}")
+    print(f"wrote {write_results('real_data.json', report)}")
     return 0
 
 
