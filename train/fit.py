@@ -34,6 +34,7 @@ from cortexedge.scoring import target_kind
 from cortexedge.train.causal import score_model
 from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
 from cortexedge.train.data.windows import Windows
+from cortexedge.train.models.registry import constructor_args
 from cortexedge.train.progress import TrainProgress, stage
 from cortexedge.train.specs import (
     TARGET_KINDS,
@@ -267,9 +268,10 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
     data = spec.data_for(model, data, recording.bin_ms) if windows is None else {}
     windowing = spec.windowing if windows is None else "custom"
     preprocessing = {"windowing": windowing, **data, "train_stride": train_stride}
+    kept = {**(constructor_args(model) or {}), **data}  # windowing and constructor values
     durations = {
         k: d for k, d in spec.durations_at(recording.bin_ms).items()
-        if data.get(k) == d["rows"] and k not in given
+        if kept.get(k) == d["rows"] and k not in given
     }  # fmt: skip
 
     train = None  # a closed-form solver reads the recording, not windows
