@@ -81,6 +81,11 @@ class _QuantCellBase(nn.Module):
     def weight_hh(self) -> Tensor:
         return self.hh.weight
 
+    def project(self, x: Tensor) -> Tensor:
+        """The input projection ih(quant(x)) of any number of steps at once (elementwise
+        quantizers and a linear map: the same numbers as step by step, in one call)."""
+        return self.ih(self.input_quant(x))
+
     def load_float(self, cell: nn.Module, suffix: str = "") -> _QuantCellBase:
         """Copy the float weights of a torch cell (or of one layer/direction of a torch RNN)."""
         with torch.no_grad():
@@ -106,11 +111,12 @@ class QuantGRUCell(_QuantCellBase):
         self.gate_act = spec.act("sigmoid")
         self.cand_act = spec.act("tanh")
 
-    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, h: Tensor | None = None, gi: Tensor | None = None) -> Tensor:
+        """One step; `gi` is this step's `project(x)` when the caller computed it already."""
         if h is None:
             h = x.new_zeros(*x.shape[:-1], self.hidden_size)
         h = self.state_quant(h)
-        gi = self.ih(self.input_quant(x))
+        gi = self.project(x) if gi is None else gi
         gh = self.hh(h)
         H = self.hidden_size
         rz = self.gate_act(gi[..., : 2 * H] + gh[..., : 2 * H])
@@ -134,12 +140,15 @@ class QuantLSTMCell(_QuantCellBase):
         self.cand_act = spec.act("tanh")
         self.cell_act = spec.act("tanh")
 
-    def forward(self, x: Tensor, hc: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, hc: tuple[Tensor, Tensor] | None = None, gi: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One step; `gi` is this step's `project(x)` when the caller computed it already."""
         if hc is None:
             zeros = x.new_zeros(*x.shape[:-1], self.hidden_size)
             hc = (zeros, zeros)
         h, c = self.state_quant(hc[0]), self.cell_quant(hc[1])
-        gates = self.ih(self.input_quant(x)) + self.hh(h)
+        gates = (self.project(x) if gi is None else gi) + self.hh(h)
         H = self.hidden_size
         # torch gate order i, f, g, o: the three sigmoid gates share one quantizer
         ifo = self.gate_act(torch.cat([gates[..., : 2 * H], gates[..., 3 * H :]], dim=-1))
@@ -195,9 +204,13 @@ class _QuantRNNBase(nn.Module):
         return q
 
     def _run(self, cell: _QuantCellBase, xs: list[Tensor], state, reverse: bool):
+        # in eval mode the input projection of every step is one call (brevitas costs about
+        # as much per call as per element here); training keeps the per-step calls, whose
+        # quantizers may collect statistics call by call
+        pre = None if self.training else cell.project(torch.stack(xs)).unbind(0)
         outs = []
         for t in reversed(range(len(xs))) if reverse else range(len(xs)):
-            state = cell(xs[t], state)
+            state = cell(xs[t], state, None if pre is None else pre[t])
             outs.append(state[0] if isinstance(state, tuple) else state)
         return (outs[::-1] if reverse else outs), state
 

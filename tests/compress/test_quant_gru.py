@@ -142,3 +142,17 @@ def test_qcdq_export_runs_in_onnxruntime_like_brevitas(tmp_path, kind: str) -> N
         ort_state, torch_state = outs, ref
     cells = layer.cells if isinstance(layer, QuantGRU) else [layer]
     assert worst <= 3 * max(_state_lsb(c) for c in cells)
+
+
+@pytest.mark.parametrize("cls", [QuantGRU, QuantLSTM])
+def test_eval_projects_every_step_at_once_with_the_same_numbers(cls):
+    """In eval mode the input projection of all steps is one call; the outputs are those of
+    the step-by-step calls exactly (the cells' quantizers are the same elementwise maps)."""
+    torch.manual_seed(0)
+    q = cls(5, 7, num_layers=2, batch_first=True, spec=QuantSpec()).eval()
+    x = torch.randn(3, 40, 5)
+    with torch.no_grad():
+        once, _ = q(x)
+        q.training = True  # the stack steps as in training; its cells stay in eval mode
+        stepped, _ = q(x)
+    assert torch.equal(once, stepped)

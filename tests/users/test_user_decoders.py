@@ -64,8 +64,8 @@ def _json(path: Path) -> dict:
 def test_user_decoder_through_the_cli(decoder, recording, tmp_path):
     spec = f"{HERE / decoder}"
     run, small = tmp_path / "run", tmp_path / "small"
-    _run("train", "--data", str(recording), "--model", spec, "--epochs", "3", "--out", str(run))
-    recipe = ["--structured", "0.25", "--sparsity", "0.5", "--bits", "8", "--finetune-epochs", "1"]
+    _run("train", "--data", str(recording), "--model", spec, "--epochs", "2", "--out", str(run))
+    recipe = ["--structured", "0.25", "--sparsity", "0.5", "--bits", "8", "--finetune-epochs", "0"]
     _run("compress", str(run), "--out", str(small), "--data", str(recording), "--trust-code",
          *recipe)  # fmt: skip
     _run("export", str(run), "--out", str(tmp_path / "float.onnx"), "--data", str(recording),
