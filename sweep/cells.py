@@ -24,6 +24,17 @@ def pin_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _user_class(decoder: str) -> bool:
+    """Register a user decoder in this worker (a plan names one only when loaded with
+    trust_code); whether `decoder` is one."""
+    from cortexedge.user_code import is_code_ref, parse_ref, register_user_class
+
+    if is_code_ref(decoder):
+        register_user_class(parse_ref(decoder))
+        return True
+    return False
+
+
 def train_run(recording: str, group: dict, folder: str, threads: int) -> str:
     """Fit decoder `group["decoder"]` once; returns the checkpoint folder (reused if present)."""
     final = Path(folder)
@@ -34,6 +45,7 @@ def train_run(recording: str, group: dict, folder: str, threads: int) -> str:
     from cortexedge.scoring import target_kind
     from cortexedge.train.build import model_for
 
+    _user_class(group["decoder"])
     rec = ce.Recording.load(recording)
     settings = dict(group["train"])
     kind = target_kind(rec, settings.get("task"))
@@ -63,7 +75,8 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
     from cortexedge.train.checkpoint import load_checkpoint
 
     rec = ce.Recording.load(cell["recording"])
-    model, config = load_checkpoint(trained)
+    trust = _user_class(cell["decoder"])  # the plan names user code only when trusted
+    model, config = load_checkpoint(trained, trust_code=trust)
     recipe = ce.Recipe(**cell["recipe"], seed=cell["seed"])
     train = cell["train"]
     with staged(Path(folder)) as tmp:
@@ -75,7 +88,7 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
                                  train_stride=stride, threads=threads)  # fmt: skip
             extra = {k: config[k] for k in CARRIED if k in config}
             source = save_compressed(result, tmp / "checkpoint", extra={**extra, "source": trained})
-        meta = ce.to_onnx(source, tmp / "decoder.onnx", recording=rec).metadata
+        meta = ce.to_onnx(source, tmp / "decoder.onnx", recording=rec, trust_code=trust).metadata
         row = {"r2": meta.score["value"] if meta.score else None,
                "metric": meta.score["metric"] if meta.score else None,
                "macs_dense": meta.macs["dense"], "macs_effective": meta.macs["effective"],
@@ -85,7 +98,7 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
 
             qemu_bins = cell["build"]["qemu_bins"]
             c = export_c(source, tmp / "c", recording=rec, onnx_path=tmp / "decoder.onnx",
-                         qemu_bins=qemu_bins)  # fmt: skip
+                         qemu_bins=qemu_bins, trust_code=trust)  # fmt: skip
             row.update(_c_figures(c))
         row["seconds"] = round(time.perf_counter() - t0, 3)
         write_atomic(tmp / CELL_RESULT, json.dumps(row, indent=2).encode())

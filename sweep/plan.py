@@ -1,7 +1,7 @@
 """A sweep plan: the TOML file that names recordings, decoders, recipes, seeds and builds.
 
     recordings = ["reach.npz"]             # paths, relative to the plan file
-    decoders = ["gru", "lstm"]             # registered families
+    decoders = ["gru", "my_decoders.py:NormGRU"]  # families, or user classes (--trust-code)
     seeds = [0, 1]
     [train]   fit settings (epochs, train_stride, patience, ...), as `cortexedge train`
     [data]    windowing parameters, as `cortexedge train`
@@ -63,12 +63,15 @@ class Plan:
     data: dict = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
     build: dict = field(default_factory=lambda: {"c": False, "qemu_bins": 0})
+    code: dict[str, dict] = field(default_factory=dict)  # user decoder -> its code record
 
     def group_config(self, recording: str, decoder: str, seed: int) -> dict:
-        """What a training run depends on (its key is the hash of this)."""
+        """What a training run depends on (its key is the hash of this: an edited user decoder
+        file is a new run)."""
         return {
             "fingerprint": self.recordings[recording],
             "decoder": decoder,
+            **({"code": self.code[decoder]} if decoder in self.code else {}),
             "model": self.models.get(decoder, {}),
             "train": self.train,
             "data": self.data,
@@ -132,35 +135,51 @@ def _table(raw: dict, name: str, where: Path) -> dict:
     return value
 
 
-def _decoders(raw: dict, where: Path) -> list[str]:
+def _decoders(raw: dict, where: Path, trust_code: bool) -> tuple[list[str], dict, dict]:
+    """The decoder names (a user class as its resolved spec, a file path taken from the plan's
+    folder), the code records of the user classes (imported only with `trust_code`) and the
+    name each was written as."""
     from cortexedge.families import FAMILIES
+    from cortexedge.user_code import TRUST_HINT, is_code_ref, parse_ref, register_user_class
 
-    names = _list(raw, "decoders", str, where)
-    for name in names:
-        if ":" in name and name.split(":")[0].endswith(".py"):
+    names, code, written = [], {}, {}
+    for name in _list(raw, "decoders", str, where):
+        as_written = name
+        if is_code_ref(name):
+            if not trust_code:
+                raise PlanError(f"{where}: decoder '{name}' is user code; {TRUST_HINT}")
+            module, _, cls = name.rpartition(":")
+            local = where.parent / module if module.endswith(".py") else None
+            try:
+                ref = parse_ref(f"{local}:{cls}" if local else name, f"{where}: decoder")
+                name = register_user_class(ref)
+            except CortexEdgeError as e:
+                raise PlanError(str(e)) from None
+            code[name] = ref.record()
+        elif name not in FAMILIES:
             raise PlanError(
-                f"{where}: decoder '{name}': user classes (file.py:Class) are not yet supported "
-                f"in sweeps; use a registered family ({', '.join(sorted(FAMILIES))})"
+                f"{where}: unknown decoder '{name}' (known: {', '.join(sorted(FAMILIES))}, "
+                "or file.py:Class)"
             )
-        if name not in FAMILIES:
-            raise PlanError(
-                f"{where}: unknown decoder '{name}' (known: {', '.join(sorted(FAMILIES))})"
-            )
-    return names
+        names.append(name)
+        written[as_written] = name
+    return names, code, written
 
 
-def _models(raw: dict, decoders: list[str], where: Path) -> dict[str, dict]:
+def _models(raw: dict, written: dict[str, str], where: Path) -> dict[str, dict]:
+    """[models.<decoder>] tables, keyed by the decoder's resolved name."""
     from cortexedge.families import FAMILIES
     from cortexedge.train.config import RunConfig, check_model_keys
 
-    models = _table(raw, "models", where)
-    for name, kwargs in models.items():
-        if name not in decoders or not isinstance(kwargs, dict):
+    models = {}
+    for name, kwargs in _table(raw, "models", where).items():
+        if name not in written or not isinstance(kwargs, dict):
             raise PlanError(f"{where}: [models.{name}] must be a table for a listed decoder")
         try:
-            check_model_keys(RunConfig(model=kwargs), FAMILIES[name].model_class())
+            check_model_keys(RunConfig(model=kwargs), FAMILIES[written[name]].model_class())
         except CortexEdgeError as e:
             raise PlanError(f"{where}: [models.{name}]: {e}") from None
+        models[written[name]] = kwargs
     return models
 
 
@@ -229,8 +248,9 @@ def _recordings(raw: dict, where: Path) -> dict[str, str]:
     return out
 
 
-def load_plan(path: str | os.PathLike) -> Plan:
-    """Read and check a plan file (recordings are fingerprinted, not kept in memory)."""
+def load_plan(path: str | os.PathLike, trust_code: bool = False) -> Plan:
+    """Read and check a plan file (recordings are fingerprinted, not kept in memory);
+    `trust_code` lets it name user decoders (file.py:Class, module:Class)."""
     where = Path(path)
     try:
         raw = tomllib.loads(where.read_text())
@@ -243,7 +263,7 @@ def load_plan(path: str | os.PathLike) -> Plan:
         raise PlanError(
             f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(TOP_KEYS))})"
         )
-    decoders = _decoders(raw, where)
+    decoders, code, written = _decoders(raw, where, trust_code)
     return Plan(
         recordings=_recordings(raw, where),
         decoders=decoders,
@@ -251,6 +271,7 @@ def load_plan(path: str | os.PathLike) -> Plan:
         recipes=_recipes(raw, where),
         train=_train(raw, where),
         data=_table(raw, "data", where),
-        models=_models(raw, decoders, where),
+        models=_models(raw, written, where),
         build=_build(raw, where),
+        code=code,
     )

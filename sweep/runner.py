@@ -142,13 +142,15 @@ def run(
     address: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    trust_code: bool = False,
 ) -> list[dict]:
     """Run every cell of `plan` not yet complete in `out`; returns the final rows of all cells.
+    `trust_code` lets a plan file name user decoders (file.py:Class).
 
     Cells already complete are skipped (a rerun computes nothing). Failed cells are recorded
     with their error and retried by the next run.
     """
-    plan = plan if isinstance(plan, Plan) else load_plan(plan)
+    plan = plan if isinstance(plan, Plan) else load_plan(plan, trust_code)
     if workers is not None and workers < 1:
         raise CortexEdgeError(f"--workers must be >= 1, got {workers}")
     out = Path(out)

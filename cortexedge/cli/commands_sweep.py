@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from cortexedge.cli.options import trust_code_option
+
 
 class _SweepGroup(click.Group):
     """A group whose default subcommand is `run`: `sweep PLAN` means `sweep run PLAN`."""
@@ -37,14 +39,15 @@ def sweep() -> None:
 @click.option("--workers", type=int, default=None, help="Local CPUs to use (default: all).")
 @click.option("--dry-run", is_flag=True, help="Print the grid and its size; run nothing.")
 @click.option("--resume", is_flag=True, help="Skip complete cells (a plain rerun does too).")
+@trust_code_option
 def run_command(
     plan_path: Path, out: Path, address: str | None, workers: int | None, dry_run: bool,
-    resume: bool,
+    resume: bool, trust_code: bool,
 ) -> None:  # fmt: skip
     """Run the cells of PLAN not yet complete in --out, then print the table."""
     from cortexedge.sweep import load_plan, report, results, run
 
-    plan = load_plan(plan_path)
+    plan = load_plan(plan_path, trust_code=trust_code)
     if dry_run:
         click.echo(plan.describe())
         done = len({c.key for c in plan.cells()} & results.complete(out))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# a decoder written as a user writes one (tests/users/), named in plans by its file
+USER_LSTM = str(Path(__file__).resolve().parents[1] / "users" / "plain_lstm.py") + ":PlainLSTM"
+
 PLAN = """
 recordings = ["rec.npz"]
 decoders = {decoders}
@@ -36,7 +39,7 @@ def write_plan(folder: Path, *, decoders=("gru", "lstm"), seeds=(0, 1), lstm_hid
     """A plan over the recording in `folder`: len(decoders) x 2 recipes x len(seeds) cells."""
     path = folder / "plan.toml"
     hidden = {"gru": 16, "lstm": lstm_hidden}
-    models = "\n".join(f"[models.{d}]\nhidden = {hidden[d]}" for d in decoders)
+    models = "\n".join(f'[models."{d}"]\nhidden = {hidden.get(d, 16)}' for d in decoders)
     text = PLAN.format(decoders=list(decoders), seeds=list(seeds), models=models)
     path.write_text(text.replace("'", '"'))
     return path

@@ -44,7 +44,7 @@ def test_keys_follow_the_config_and_the_recording(plan):
     [
         ("seeds", "sedes", "unknown key 'sedes'"),
         ('"gru", ', '"gru", "mamba", ', "unknown decoder 'mamba'"),
-        ('"gru", ', '"mine.py:Net", ', "user classes (file.py:Class) are not yet supported"),
+        ('"gru", ', '"mine.py:Net", ', "decoder 'mine.py:Net' is user code; pass --trust-code"),
         ('"rec.npz"', '"missing.npz"', "recording not found: missing.npz"),
         ("sparsity = 0.5", "sparsity = 1.5", "recipe 's50': sparsity must lie in [0, 1)"),
         ("sparsity = 0.5", "sparsty = 0.5", "recipe 's50': unknown key 'sparsty'"),
@@ -70,3 +70,28 @@ def test_bad_address_and_missing_plan_exit_2(plan, tmp_path, capsys):
     assert "plan file not found" in capsys.readouterr().err
     assert main(["sweep", "report", str(tmp_path / "empty")]) == 2
     assert "no results.jsonl results" in capsys.readouterr().err
+
+
+def test_a_user_decoder_needs_trust_and_its_source_is_in_the_keys(plan):
+    """A plan names a user's class by a file next to it; loading it needs trust_code, and an
+    edited file is a new training run and new cells."""
+
+    from tests.sweep.conftest import USER_LSTM
+
+    shutil.copy(USER_LSTM.rpartition(":")[0], plan.parent / "mine.py")
+    text = plan.read_text().replace('"gru", ', '"mine.py:PlainLSTM", ', 1)
+    plan.write_text(text.replace('[models."gru"]', '[models."mine.py:PlainLSTM"]'))
+    with pytest.raises(PlanError, match="is user code; pass --trust-code"):
+        load_plan(plan)
+    loaded = load_plan(plan, trust_code=True)
+    spec = f"{(plan.parent / 'mine.py').resolve()}:PlainLSTM"
+    assert spec in loaded.decoders and loaded.code[spec]["spec"] == spec
+
+    def keys(p) -> dict[str, set]:
+        return {d: {c.key for c in p.cells() if c.decoder == d} for d in (spec, "lstm")}
+
+    before = keys(loaded)
+    with open(plan.parent / "mine.py", "a") as f:
+        f.write("\n# edited\n")
+    after = keys(load_plan(plan, trust_code=True))
+    assert before[spec].isdisjoint(after[spec]) and before["lstm"] == after["lstm"]

@@ -9,9 +9,12 @@ import statistics
 import pytest
 
 from cortexedge.sweep import report, results, run
-from tests.sweep.conftest import write_plan
+from tests.sweep.conftest import USER_LSTM, write_plan
 
 pytestmark = pytest.mark.slow
+
+
+DECODERS = ("gru", USER_LSTM)  # a family and a user's class from its file
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def swept(local_ray, recording_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep-full")
     shutil.copy(recording_dir / "rec.npz", folder)
     out = folder / "out"
-    rows = run(write_plan(folder), out, progress=False)
+    rows = run(write_plan(folder, decoders=DECODERS), out, progress=False, trust_code=True)
     return folder, out, rows
 
 
@@ -28,7 +31,7 @@ def test_full_grid_completes_with_table_and_plot(swept):
     _, out, rows = swept
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows), rows
     assert {(r["decoder"], r["recipe"], r["seed"]) for r in rows} == {
-        (d, p, s) for d in ("gru", "lstm") for p in ("dense", "s50") for s in (0, 1)
+        (d, p, s) for d in DECODERS for p in ("dense", "s50") for s in (0, 1)
     }
     for r in rows:
         cell = out / "cells" / r["key"]
@@ -52,7 +55,7 @@ def test_rerun_computes_nothing(swept):
     folder, out, rows = swept
     before = (out / results.RESULTS).read_text()
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
-    again = run(write_plan(folder), out, progress=False)
+    again = run(write_plan(folder, decoders=DECODERS), out, progress=False, trust_code=True)
     assert again == rows
     assert (out / results.RESULTS).read_text() == before
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == stamps
