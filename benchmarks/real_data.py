@@ -12,7 +12,7 @@ Each family whose spec reads the recording (spikes, regression) is built for it 
 The R² is the one test score every stage reports (`cortexedge.scoring`). Prints a table per
 recording and writes benchmarks/results/real_data.json; skips with the reason when the
 recordings are absent.
-Run: .venv/bin/python benchmarks/real_data.py [--epochs 30] [--max-seconds 300] [--only gru]
+Run: .venv/bin/python benchmarks/real_data.py [--epochs 100] [--max-seconds 240] [--only gru]
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def _verdict(rows: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--only", default=None, help="comma-separated families")
     args = parser.parse_args()
     from cortexedge.train.data.readers import read
