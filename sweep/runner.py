@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -111,17 +115,36 @@ def _collect(refs: dict, trained: dict, out: Path, bar: Progress | None, cpus: i
 
     pending = list(refs)
     try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
-            record(ready)
-            if bar:
-                bar.update(running=_running(pending, refs, trained, cpus))
+        with _ctrl_c() as stop:
+            while pending and not stop.is_set():
+                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                record(ready)
+                if bar:
+                    bar.update(running=_running(pending, refs, trained, cpus))
+        if stop.is_set():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:  # keep what has finished by now, then stop the rest
         ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
         record([ref for ref in ready if _finished_ok(ref)])
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+@contextmanager
+def _ctrl_c() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) while the block runs. Ray can drop a KeyboardInterrupt
+    raised inside its own callbacks ("Exception ignored in ..."), so the signal only sets the
+    event and the wait loop stops on it; off the main thread the default handling stays."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _finished_ok(ref) -> bool:
