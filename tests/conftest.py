@@ -28,6 +28,18 @@ def real_s1_mat_path() -> Path:
     return REAL_S1_MAT
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _families_per_module():
+    """Rows a test module adds to the family table (a user's class registered by a run in this
+    process) are dropped when the module ends, so no module sees another's classes."""
+    from cortexedge.families import FAMILIES
+
+    saved = dict(FAMILIES)
+    yield
+    FAMILIES.clear()
+    FAMILIES.update(saved)
+
+
 @pytest.fixture
 def family_table():
     """The family table, restored after the test: rows it adds do not leak into other tests."""
