@@ -19,8 +19,21 @@ from tests.conftest import REPO
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 
-def _blocks(lang: str) -> list[str]:
-    return [body for kind, body in FENCE.findall((REPO / "README.md").read_text()) if kind == lang]
+def _blocks(lang: str, text: str | None = None) -> list[str]:
+    text = (REPO / "README.md").read_text() if text is None else text
+    return [body for kind, body in FENCE.findall(text) if kind == lang]
+
+
+def _sweeps() -> str:
+    """The README's Sweeps section (its blocks run together, in their own test)."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Sweeps")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _python_blocks() -> list[str]:
+    """The Python blocks outside the Sweeps section."""
+    return [b for b in _blocks("python") if b not in _blocks("python", _sweeps())]
 
 
 def _commands() -> list[str]:
@@ -86,13 +99,37 @@ def test_only_the_activation_line_puts_the_cli_on_path(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
 def test_readme_python_runs(index, scratch):
     r = subprocess.run(
-        [sys.executable, "-c", _blocks("python")[index]],
+        [sys.executable, "-c", _python_blocks()[index]],
         cwd=scratch,
         capture_output=True,
         text=True,
         env=_env(),
     )
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_readme_sweep_section_runs(tmp_path):
+    """The Sweeps section as a reader pastes it: the Python block, then each local command of
+    its console blocks (the cluster lines, `ray start` and `--address`, need a cluster)."""
+    section = _sweeps()
+    for block in _blocks("python", section):
+        r = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                           text=True, env=_env())  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+    lines = [
+        line.split("#")[0].strip() for b in _blocks("console", section) for line in b.splitlines()
+    ]
+    local = [x for x in lines if x.startswith("cortexedge ") and "--address" not in x]
+    assert len(local) == 3
+    outputs = []
+    for line in local:
+        r = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True,
+                           env=_env())  # fmt: skip
+        assert r.returncode == 0, f"{line}\n{r.stderr[-2000:]}"
+        outputs.append(r.stdout)
+    # the Python block ran the 2 cells: the dry run finds them complete, the run redoes nothing
+    assert "2 already complete" in outputs[0] and "2 cells ok, 0 failed" in outputs[1]
