@@ -34,13 +34,8 @@ from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
-from cortexedge.runtime.backends.c import (
-    MANIFEST,
-    MANIFEST_VERSION,
-    CLibrary,
-    host_isa,
-    host_python,
-)
+from cortexedge.runtime.backends.c import CLibrary, host_isa, host_python
+from cortexedge.runtime.backends.c_manifest import MANIFEST, MANIFEST_VERSION, sealed
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.progress import stage
 
@@ -231,6 +226,8 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
         with stage(show, f"running {qemu_bins:,} bins under qemu-system-arm"):
             man["qemu"] = _run_qemu(work, lib, rows[:qemu_bins], lay)
         man["memory"]["ram_bytes"] = man["qemu"]["state_bytes"] + man["qemu"]["stack_bytes"]
+    built = [LIBRARY, "decoder.onnx", *program.files(), *(["decoder_int.npz"] if imodel else [])]
+    man = sealed(man, work, built)
     (work / MANIFEST).write_text(json.dumps(man, indent=1))
     (work / "README.md").write_text(readme(man))
     shutil.rmtree(work / "arm", ignore_errors=True)

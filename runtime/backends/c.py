@@ -6,7 +6,9 @@ onto the graph's state tensors) and `libdecoder.so`, the host build of the sourc
 host shim decoder_host.c. `StreamingDecoder("<folder>/decoder.onnx", backend="c")` then runs
 the C code with the same API as the other backends.
 
-- The manifest must name the same graph sha256 as the ONNX file, else ContractError.
+- The manifest must name the same graph sha256 as the ONNX file, else ContractError, and hold
+  its seal and the hashes of the library and sources (`c_manifest.py`): an edited, truncated,
+  swapped or out-of-folder library is refused before it is loaded.
 - Integer builds take whole spike counts 0..max_count: any other value raises CortexEdgeError
   naming the stream and channel, and nothing is decoded.
 - One stream, one call: when the library holds its Python entry point (decoder_host_py.c,
@@ -22,7 +24,6 @@ the C code with the same API as the other backends.
 from __future__ import annotations
 
 import ctypes
-import json
 import platform
 import sys
 from collections.abc import Callable
@@ -32,11 +33,10 @@ from typing import ClassVar
 import numpy as np
 
 from cortexedge.errors import ContractError, CortexEdgeError
+from cortexedge.runtime.backends.c_manifest import MANIFEST, load_manifest
 from cortexedge.runtime.inputs import BinChecker
 from cortexedge.runtime.model import LoadedModel
 
-MANIFEST = "decoder_c.json"
-MANIFEST_VERSION = 1
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 
 
@@ -69,22 +69,6 @@ def host_python() -> str:
     """The interpreter and numpy C ABI a library's Python entry point is built for, e.g.
     "cpython-311-numpy2": the backend uses that entry point only under the same one."""
     return f"{sys.implementation.cache_tag}-numpy{np.__version__.split('.')[0]}"
-
-
-def load_manifest(folder: str | Path) -> dict:
-    """The C build manifest of an export folder (ContractError naming the file if unusable)."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ContractError(
-            f"{path.parent}: no C build here ({MANIFEST} missing); export with --target c"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ContractError(f"{path}: not a readable C manifest ({e})") from None
-    if manifest.get("format_version") != MANIFEST_VERSION:
-        raise ContractError(f"{path}: C manifest version {manifest.get('format_version')} unknown")
-    return manifest
 
 
 class CLibrary:
@@ -173,18 +157,13 @@ class CBackend:
             man = load_manifest(model.path.parent)
         except ContractError:
             return False
-        lib = man.get("library")
-        return (
-            man.get("graph_sha256") == model.meta.graph_sha256
-            and bool(lib)
-            and (model.path.parent / lib).is_file()
-        )
+        return man["graph_sha256"] == model.meta.graph_sha256
 
     def __init__(self, model: LoadedModel, batch: int, threads: int = 1) -> None:
         model.check_batch(batch)
         folder = model.path.parent
         man = load_manifest(folder)
-        if man.get("graph_sha256") != model.meta.graph_sha256:
+        if man["graph_sha256"] != model.meta.graph_sha256:
             raise ContractError(
                 f"{folder / MANIFEST}: the C build is of another graph than {model.path.name} "
                 "(sha256 differs); export both again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -108,26 +109,67 @@ def test_window_state_round_trip(int_build):
     np.testing.assert_array_equal(b.run(x[30:]), a.run(x[30:]))
 
 
+def _write_manifest(folder, man: dict, reseal: bool = True) -> None:
+    """Write a (changed) manifest, sealed again as a build would seal it unless `reseal` is off."""
+    from cortexedge.runtime.backends.c_manifest import seal
+
+    (folder / "decoder_c.json").write_text(
+        json.dumps({**man, "sha256": seal(man)} if reseal else man)
+    )
+
+
 def test_manifest_checks(int_build, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(int_build.parent, folder)
     model = load_decoder(folder / "decoder.onnx")
     assert CBackend.available(model)
     man = json.loads((folder / "decoder_c.json").read_text())
-    (folder / "decoder_c.json").write_text(json.dumps({**man, "graph_sha256": "0" * 64}))
+    _write_manifest(folder, {**man, "graph_sha256": "0" * 64})
     assert not CBackend.available(model)
     with pytest.raises(ContractError, match=r"the C build is of another graph"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
-    (folder / "decoder_c.json").write_text(json.dumps({**man, "host_isa": "x86-64-v9"}))
+    _write_manifest(folder, {**man, "host_isa": "x86-64-v9"})
     with pytest.raises(ContractError, match=r"built for x86-64-v9 CPUs, which this one is not"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
-    (folder / "decoder_c.json").write_text(json.dumps(man))
+    _write_manifest(folder, man)
     (folder / "libdecoder.so").unlink()
-    with pytest.raises(ContractError, match=r"the C decoder is not built"):
+    with pytest.raises(ContractError, match=r"libdecoder.so: missing from the C build"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
     (folder / "decoder_c.json").unlink()
     with pytest.raises(ContractError, match=r"no C build here \(decoder_c.json missing\)"):
         StreamingDecoder(folder / "decoder.onnx", backend="c")
+
+
+def _tampered(int_build, tmp_path, name: str):
+    folder = tmp_path / name
+    shutil.copytree(int_build.parent, folder)
+    return folder, json.loads((folder / "decoder_c.json").read_text())
+
+
+def test_the_build_is_one_sealed_unit(int_build, tmp_path):
+    """Every way to run another library than the verified one is refused before it is loaded."""
+    lib = (int_build.parent / "libdecoder.so").read_bytes()
+    cases = []
+    folder, man = _tampered(int_build, tmp_path, "edited")  # edited, not sealed again
+    _write_manifest(folder, {**man, "numeric": "float"}, reseal=False)
+    cases.append((folder, "the manifest was modified after the build"))
+    folder, man = _tampered(int_build, tmp_path, "outside")  # a path out of the folder
+    files = {**man["files"], "../outside/libdecoder.so": man["files"]["libdecoder.so"]}
+    _write_manifest(folder, {**man, "library": "../outside/libdecoder.so", "files": files})
+    cases.append((folder, "library '../outside/libdecoder.so' must be a file of the build"))
+    folder, man = _tampered(int_build, tmp_path, "truncated")  # would be a bus error in ctypes
+    (folder / "libdecoder.so").write_bytes(lib[: len(lib) // 3])
+    cases.append((folder, "libdecoder.so: differs from the build's manifest"))
+    folder, man = _tampered(int_build, tmp_path, "nokey")
+    _write_manifest(folder, {k: v for k, v in man.items() if k != "states"})
+    cases.append((folder, "missing key 'states'"))
+    folder, man = _tampered(int_build, tmp_path, "old")  # an older build's library, new graph
+    (folder / "decoder_weights.c").write_text("/* another build */\n")
+    cases.append((folder, "decoder_weights.c: differs from the build's manifest"))
+    for folder, message in cases:
+        assert not CBackend.available(load_decoder(folder / "decoder.onnx"))
+        with pytest.raises(ContractError, match=re.escape(message)):
+            StreamingDecoder(folder / "decoder.onnx", backend="c")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +237,7 @@ def _copy_with_manifest(build, tmp_path, **changes):
     folder = tmp_path / "copy"
     shutil.copytree(build.parent, folder)
     man = json.loads((folder / "decoder_c.json").read_text())
-    (folder / "decoder_c.json").write_text(json.dumps({**man, **changes}))
+    _write_manifest(folder, {**man, **changes})
     return folder / "decoder.onnx"
 
 
