@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cortexedge import scoring
 from cortexedge.errors import CortexEdgeError, RecordingError
 from cortexedge.recording import Recording
 
@@ -97,12 +98,9 @@ def gather_windows(arr: np.ndarray, ends: np.ndarray, length: int, dilation: int
 
 def longest_run(rec: Recording, split: str) -> int:
     """Rows in the longest unbroken run of a split (adjacent rows of one segment)."""
-    rows = rec.rows(split)
-    if rows.size == 0:
+    if rec.rows(split).size == 0:
         return 0
-    seg = rec.segment[rows]
-    cut = np.flatnonzero((np.diff(rows) != 1) | (seg[1:] != seg[:-1])) + 1
-    return int(np.diff(np.concatenate(([0], cut, [rows.size]))).max())
+    return max(r.end - r.first for r in scoring.runs(rec, split, 0))
 
 
 def _windows_of(rec: Recording, split: str, span: int, stride: int, what: str) -> np.ndarray:

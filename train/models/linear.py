@@ -222,11 +222,8 @@ class KalmanFilterDecoder(nn.Module):
 
 
 def _train_runs(recording: Recording) -> list[np.ndarray]:
-    """The train rows as runs of consecutive rows inside one segment, in time order."""
-    rows = np.sort(recording.rows("train"))
-    seg = np.asarray(recording.segment)[rows]
-    breaks = np.flatnonzero((np.diff(rows) != 1) | (seg[1:] != seg[:-1])) + 1
-    return np.split(rows, breaks)
+    """The train rows as runs of consecutive rows inside one segment (`scoring.runs`)."""
+    return [np.arange(r.first, r.end) for r in scoring.runs(recording, "train", 0)]
 
 
 def kalman_model(x: list[np.ndarray], z: list[np.ndarray]) -> dict[str, np.ndarray]:
