@@ -154,11 +154,8 @@ class CompressResult:
 def _metrics(model: nn.Module, data: Data) -> dict:
     """The test score by the one definition (`cortexedge.scoring`), as train and export give it."""
     from cortexedge.train.causal import score_model
-    from cortexedge.train.specs import spec_for
 
-    sliding = spec_for(data.family).windowing == "sliding"
-    window = data.windowing.get("length") if sliding else None
-    return score_model(model, data.recording, "test", data.kind, window)
+    return score_model(model, data.recording, "test", data.kind, data.windowing.get("length"))
 
 
 def measure(model: nn.Module, name: str, data: Data, finetune: list[dict] | None = None) -> dict:

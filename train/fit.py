@@ -244,9 +244,8 @@ class _Plan:
 
     def score(self, model: nn.Module, rec: Recording, split: str) -> dict:
         """A split's score by the one definition (`cortexedge.scoring`)."""
-        pre = self.preprocessing
-        window = pre.get("length") if pre["windowing"] == "sliding" else None
-        return score_model(model, rec, split, self.kind, window)
+        # a sliding window's `length` is the window a model that does not stream is scored on
+        return score_model(model, rec, split, self.kind, self.preprocessing.get("length"))
 
     def facts(self) -> dict:
         """What metrics.json records about the plan: training windows, scored rows per split."""
