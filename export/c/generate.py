@@ -27,16 +27,19 @@ from torch import nn
 
 from cortexedge import __version__
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.c import build, emit_float, emit_int, qemu, verify_c
+from cortexedge.export.c import build, emit_int, qemu, verify_c
+from cortexedge.export.c.graph_emit import emit_graph
+from cortexedge.export.c.graph_ir import read_graph
+from cortexedge.export.c.graph_ops import C_OPS
 from cortexedge.export.c.int_extract import int_model
-from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.export.c.model_ir import is_quantized, read_structure
 from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
 from cortexedge.runtime.backends.c import CLibrary, host_isa, host_python
 from cortexedge.runtime.backends.c_manifest import MANIFEST, MANIFEST_VERSION, sealed
-from cortexedge.runtime.model import load_decoder
+from cortexedge.runtime.model import LoadedModel, load_decoder
 from cortexedge.train.progress import stage
 
 NUMERIC = ("auto", "float", "int")
@@ -158,30 +161,37 @@ def export_c(
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
     model, _ = load_model(model_or_checkpoint, trust_code)
     onnx_options = {**onnx_options, "trust_code": trust_code}
-    structure = read_structure(inference_copy(model))
-    resolved = _check_options(numeric, sparse, structure.quantized)
-    imodel = int_model(structure, max_count) if resolved == "int" else None
-    program = (
-        emit_int.emit(imodel, sparse) if imodel else emit_float.emit(float_model(structure), sparse)
-    )
+    resolved = _check_options(numeric, sparse, is_quantized(model))
+    imodel = None
+    if resolved == "int":  # fails on a layer it cannot read before anything is exported
+        imodel = int_model(read_structure(inference_copy(model)), max_count)
     work = staging_folder(out)
     try:
-        manifest = _build(model_or_checkpoint, program, imodel, work, rec, onnx_path, verify_bins,
-                          reference_bins, cortex_m, qemu_bins, onnx_options, sparse,
-                          progress)  # fmt: skip
+        with stage(progress, "exporting decoder.onnx and verifying it against torch"):
+            _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options)
+        loaded = load_decoder(work / "decoder.onnx")
+        program = emit_int.emit(imodel, sparse) if imodel else float_program(loaded, sparse)
+        manifest = _build(program, imodel, loaded, work, rec, verify_bins, reference_bins,
+                          cortex_m, qemu_bins, sparse, progress)  # fmt: skip
         publish(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CExport(out, manifest)
 
 
-def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, reference_bins,
-           cortex_m, qemu_bins, onnx_options, policy, show) -> dict:  # fmt: skip
-    lay = program.layout
-    with stage(show, "exporting decoder.onnx and verifying it against torch"):
-        _onnx(source, onnx_path, work / "decoder.onnx", rec, onnx_options)
-    meta = load_decoder(work / "decoder.onnx").meta
-    if meta.input.shape != (lay.channels,) or len(meta.outputs) != lay.outputs:
+def float_program(loaded: LoadedModel, policy: str):
+    """The float C program of an exported step graph (any op the C emitters hold)."""
+    meta = loaded.meta
+    graph = read_graph(loaded, C_OPS)
+    doc = [f"float decoder of {meta.model_family}: {graph.x.size} inputs -> "
+           f"{graph.y.size} outputs, {meta.streaming.mode} mode"]  # fmt: skip
+    return emit_graph(graph, policy, meta.streaming.mode, int(meta.macs["dense"]), doc)
+
+
+def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, reference_bins,
+           cortex_m, qemu_bins, policy, show) -> dict:  # fmt: skip
+    lay, meta = program.layout, loaded.meta
+    if meta.input.channels != lay.channels or len(meta.outputs) != lay.outputs:
         raise CortexEdgeError(
             f"decoder.onnx reads {list(meta.input.shape)} and writes {len(meta.outputs)} outputs; "
             f"the C decoder {lay.channels} and {lay.outputs}"
@@ -195,9 +205,10 @@ def _build(source, program, imodel, work: Path, rec, onnx_path, verify_bins, ref
         "family": meta.model_family, "numeric": lay.numeric, "graph_sha256": meta.graph_sha256,
         "library": LIBRARY, "host_isa": host_isa(), "max_count": lay.max_count,
         "output_scale": None if imodel is None else [float(s) for s in imodel.out_scale],
-        "layout": {k: getattr(lay, k) for k in ("channels", "outputs", "hidden", "layers",
-                   "enc_dim", "width", "mode", "num_steps", "lag", "sample_bits")},
-        "states": state_map(meta.states, lay.layers, lay.channels),
+        "layout": program.describe or {k: getattr(lay, k) for k in ("channels", "outputs",
+                   "hidden", "layers", "enc_dim", "width", "mode", "num_steps", "lag",
+                   "sample_bits")},
+        "states": program.states or state_map(meta.states, lay.layers, lay.channels),
         "storage": {"policy": policy, "matrices": [m.report() for m in program.matrices]},
         "macs": {"executed_per_step": program.macs["total"], "executed": program.macs,
                  "graph": meta.macs},

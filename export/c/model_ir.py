@@ -1,4 +1,4 @@
-"""The layer IR the C generator emits: read once from a torch (or brevitas QAT) decoder.
+"""The layer IR of the integer C path: read once from a brevitas QAT decoder.
 
 `read_structure(model)` finds the parts every supported decoder is made of and checks each
 submodule's type against `LAYER_KINDS` (a table keyed by module type, read along the MRO), so
@@ -11,8 +11,8 @@ a model with a layer the generator cannot emit fails with one line naming that l
 Streaming: "stateful" carries each layer's hidden state; "window" (AEGRU's published mode)
 reruns the GRU from zero over `num_steps` bins `lag` samples apart at every sample (see
 cortexedge.runtime.int_reference for the chain cache that makes this cheap).
-`float_model(structure)` gives the float32 IR (`FloatModel`; BatchNorm folded into the
-encoder); the integer IR comes from `int_extract.int_model`.
+The integer IR comes from `int_extract.int_model`. (The float path reads the exported step
+graph instead: graph_ir.py.)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from torch import nn
 
 from cortexedge.compress.quant_gru import QuantGRU, QuantGRUCell
@@ -96,7 +95,8 @@ def _gru_layers(rnn: nn.Module, name: str) -> list:
     return [_GRULayer(*(getattr(rnn, f"{p}_l{k}") for p in names)) for k in range(rnn.num_layers)]
 
 
-def _is_quantized(model: nn.Module) -> bool:
+def is_quantized(model: nn.Module) -> bool:
+    """True for a brevitas (QAT) model: the integer path's input."""
     return any(hasattr(m, "quant_weight") for m in model.modules())
 
 
@@ -113,7 +113,7 @@ def _read_aegru(model: nn.Module) -> Structure:
         "AEGRU", model.in_channels, model.bin_width, model.mode,
         model.num_steps if window else 1, model.bin_width, "log_softplus",
         model.encoder, model.norm, ENCODER_CLAMP, list(model.cells), list(model.cell_norms),
-        model.readout, _is_quantized(model),
+        model.readout, is_quantized(model),
     )  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def _read_recurrent(model: nn.Module) -> Structure:
     cells = _gru_layers(model.rnn, "rnn")
     return Structure(
         type(model).__name__, model.in_channels, 1, "stateful", 1, 1, transform,
-        None, None, None, cells, [None] * len(cells), model.readout, _is_quantized(model),
+        None, None, None, cells, [None] * len(cells), model.readout, is_quantized(model),
     )  # fmt: skip
 
 
@@ -157,84 +157,3 @@ def read_structure(model: nn.Module) -> Structure:
     if getattr(model, "aux", None) is not None:
         raise CortexEdgeError("C export: pass the inference module (training-only parts attached)")
     return reader(model)
-
-
-# ------------------------------------------------------------------------------ float IR
-@dataclass
-class FloatCell:
-    """A float GRU cell (torch layout, gates r, z, n) with optional LayerNorm (gamma, beta, eps)."""
-
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    b_ih: np.ndarray
-    b_hh: np.ndarray
-    ln_gamma: np.ndarray | None
-    ln_beta: np.ndarray | None
-    ln_eps: float
-
-
-@dataclass
-class FloatModel:
-    """The float32 IR: front end, transform, optional encoder (BatchNorm folded), cells, readout."""
-
-    channels: int
-    width: int
-    mode: str
-    num_steps: int
-    lag: int
-    transform: str
-    enc_w: np.ndarray | None
-    enc_b: np.ndarray | None
-    clamp: float | None
-    cells: list[FloatCell]
-    out_w: np.ndarray
-    out_b: np.ndarray
-
-    @property
-    def outputs(self) -> int:
-        return self.out_w.shape[0]
-
-
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
-
-
-def _fold_batchnorm(w: np.ndarray, b: np.ndarray, bn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
-    """Linear then BatchNorm (running statistics) as one Linear; zeros in w stay zero."""
-    scale = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
-    return w * scale[:, None], (b - _np(bn.running_mean)) * scale + _np(bn.bias)
-
-
-def float_model(s: Structure) -> FloatModel:
-    """The float32 IR of a float (not quantized) decoder structure."""
-    if s.quantized:
-        raise CortexEdgeError("C export: the float path needs a float model; this one is quantized")
-    enc_w = enc_b = None
-    if s.encoder is not None:
-        enc_w = _np(s.encoder.weight)
-        enc_b = np.zeros(len(enc_w)) if s.encoder.bias is None else _np(s.encoder.bias)
-        if s.norm is not None:
-            enc_w, enc_b = _fold_batchnorm(enc_w, enc_b, s.norm)
-    cells = []
-    for cell, norm in zip(s.cells, s.norms, strict=True):
-        ln = (None, None, 0.0)
-        if norm is not None:
-            size = norm.normalized_shape[-1]
-            gamma = np.ones(size) if norm.weight is None else _np(norm.weight)
-            beta = np.zeros(size) if norm.bias is None else _np(norm.bias)
-            ln = (gamma, beta, norm.eps)
-        cells.append(
-            FloatCell(
-                _np(cell.weight_ih), _np(cell.weight_hh), _np(cell.bias_ih), _np(cell.bias_hh), *ln
-            )  # fmt: skip
-        )
-    f32 = lambda a: None if a is None else np.asarray(a, dtype=np.float32)  # noqa: E731
-    for c in cells:
-        for k in ("w_ih", "w_hh", "b_ih", "b_hh", "ln_gamma", "ln_beta"):
-            setattr(c, k, f32(getattr(c, k)))
-    out_w = _np(s.readout.weight)
-    out_b = np.zeros(len(out_w)) if s.readout.bias is None else _np(s.readout.bias)
-    return FloatModel(
-        s.channels, s.width, s.mode, s.num_steps, s.lag, s.transform, f32(enc_w), f32(enc_b),
-        s.clamp, cells, f32(out_w), f32(out_b),
-    )  # fmt: skip

@@ -42,6 +42,8 @@ class Program:
     matrices: list[Stored]
     weight_bytes: int
     macs: dict = field(default_factory=dict)
+    states: list[dict] | None = None  # the C state per graph state (None: the layer IR's map)
+    describe: dict | None = None  # the manifest's "layout" (None: the layer IR's sizes)
 
     def files(self) -> dict[str, str]:
         """File name -> text of the device sources and the host shim."""

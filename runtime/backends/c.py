@@ -231,7 +231,9 @@ class CBackend:
             spec = self._shapes[entry["name"]]
             shape = list(spec.shape)
             shape[spec.batch_axis] = self.batch
-            if entry["kind"] == "history":
+            if entry["kind"] == "tensor":
+                value = self._fields(entry).copy()
+            elif entry["kind"] == "history":
                 order = (int(self._pos[0]) + np.arange(self._rows)) % self._rows
                 value = self._history[:, order]
             else:
@@ -283,6 +285,11 @@ class CBackend:
                 if bad >= 0:
                     raise _bad_value(rows.reshape(-1)[bad], bad, self.batch, self.channels, "row")
         for entry in self._map:
+            if entry["kind"] == "tensor":
+                spec = self._shapes[entry["name"]]
+                value = np.moveaxis(np.asarray(states[entry["name"]], np.float32),
+                                    spec.batch_axis, 0)  # fmt: skip
+                self._fields(entry)[...] = value.reshape(self.batch, -1)
             if entry["kind"] != "hidden":
                 continue
             spec = self._shapes[entry["name"]]
@@ -293,6 +300,12 @@ class CBackend:
                     self.lib.lib.decoder_host_set_hidden(
                         self._struct(b), layer, value[b, k].ctypes.data
                     )
+
+    def _fields(self, entry: dict) -> np.ndarray:
+        """The float fields of a graph state tensor in every stream's struct, [batch, size]
+        (a view of the states' memory)."""
+        floats = self._mem.view(np.float32).reshape(self.batch, -1)
+        return floats[:, entry["offset"] : entry["offset"] + entry["size"]]
 
     def _struct(self, b: int) -> int:
         return self._mem.ctypes.data + b * self.lib.state_size
