@@ -32,13 +32,14 @@ from cortexedge.export.c.graph_emit import emit_graph
 from cortexedge.export.c.graph_ir import read_graph
 from cortexedge.export.c.graph_ops import C_OPS
 from cortexedge.export.c.int_extract import int_model
-from cortexedge.export.c.model_ir import is_quantized, read_structure
+from cortexedge.export.c.model_ir import read_structure
 from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.recording import Recording
 from cortexedge.runtime.backends.c import CLibrary, host_isa, host_python
 from cortexedge.runtime.backends.c_manifest import MANIFEST, MANIFEST_VERSION, sealed
+from cortexedge.runtime.graph_macs import count_graph
 from cortexedge.runtime.model import LoadedModel, load_decoder
 from cortexedge.train.progress import stage
 
@@ -155,6 +156,7 @@ def export_c(
     """
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
+    from cortexedge.export.tracing import is_quantized
 
     out = Path(out_dir).absolute()  # the builds run in other working folders
     check_out(out, MANIFEST)
@@ -185,7 +187,8 @@ def float_program(loaded: LoadedModel, policy: str):
     graph = read_graph(loaded, C_OPS)
     doc = [f"float decoder of {meta.model_family}: {graph.x.size} inputs -> "
            f"{graph.y.size} outputs, {meta.streaming.mode} mode"]  # fmt: skip
-    return emit_graph(graph, policy, meta.streaming.mode, int(meta.macs["dense"]), doc)
+    dense = count_graph(loaded.proto).dense  # the graph's own count, not what a file claims
+    return emit_graph(graph, policy, meta.streaming.mode, dense, doc)
 
 
 def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, reference_bins,

@@ -43,6 +43,7 @@ class Context:
     matrices: list[Stored] = field(default_factory=list)
     skipped: int = 0  # MACs the dense count has that the C code does not execute
     _names: set[str] = field(default_factory=set)
+    _stored: dict[tuple, str] = field(default_factory=dict)  # content -> name (one copy each)
 
     def name(self, hint: str) -> str:
         """A fresh C identifier from `hint` (a node name)."""
@@ -69,15 +70,19 @@ class Context:
         values = np.asarray(values, dtype=np.float32).reshape(-1)
         if not np.isfinite(values).all():
             raise CortexEdgeError(f"C export: constant '{hint}' holds non-finite values")
-        name = self.name(f"k_{hint}")
-        self.arrays.append(CArray(name, values))
-        return name
+        return self._array(values, f"k_{hint}")
 
     def const_index(self, values: np.ndarray) -> str:
         dtype = np.uint16 if values.max(initial=0) < 65536 else np.int32
-        name = self.name("idx")
-        self.arrays.append(CArray(name, np.asarray(values, dtype=dtype)))
-        return name
+        return self._array(np.asarray(values, dtype=dtype), "idx")
+
+    def _array(self, values: np.ndarray, hint: str) -> str:
+        """The const array holding `values`: one copy however many nodes read it."""
+        key = ("array", values.dtype.str, values.tobytes())
+        if key not in self._stored:
+            self._stored[key] = self.name(hint)
+            self.arrays.append(CArray(self._stored[key], values))
+        return self._stored[key]
 
     def matrix(self, w: np.ndarray, hint: str, runs: int, skipped: int = 0) -> str:
         """Store W [rows, cols] (dense or CSR by `policy`) with its mat-vec `mv_<name>(x, y)`,
@@ -85,10 +90,14 @@ class Context:
         w = np.asarray(w, dtype=np.float32)
         if not np.isfinite(w).all():
             raise CortexEdgeError(f"C export: weight '{hint}' holds non-finite values")
-        stored = store(self.name(f"m_{hint}"), w, self.policy, columns=True)
-        self.matrices.append(stored)
-        self.arrays += stored.arrays
-        self.helpers[stored.name] = matvec_function(stored)
+        key = ("matrix", w.shape, w.tobytes())
+        if key not in self._stored:  # a weight shared by nodes (a window's steps) is one copy
+            stored = store(self.name(f"m_{hint}"), w, self.policy, columns=True)
+            self.matrices.append(stored)
+            self.arrays += stored.arrays
+            self.helpers[stored.name] = matvec_function(stored)
+            self._stored[key] = stored.name
+        stored = next(m for m in self.matrices if m.name == self._stored[key])
         self.skipped += runs * (w.size - stored.macs) + skipped * stored.macs
         return stored.name
 

@@ -95,8 +95,7 @@ def _gru_layers(rnn: nn.Module, name: str) -> list:
     return [_GRULayer(*(getattr(rnn, f"{p}_l{k}") for p in names)) for k in range(rnn.num_layers)]
 
 
-def is_quantized(model: nn.Module) -> bool:
-    """True for a brevitas (QAT) model: the integer path's input."""
+def _is_quantized(model: nn.Module) -> bool:
     return any(hasattr(m, "quant_weight") for m in model.modules())
 
 
@@ -113,7 +112,7 @@ def _read_aegru(model: nn.Module) -> Structure:
         "AEGRU", model.in_channels, model.bin_width, model.mode,
         model.num_steps if window else 1, model.bin_width, "log_softplus",
         model.encoder, model.norm, ENCODER_CLAMP, list(model.cells), list(model.cell_norms),
-        model.readout, is_quantized(model),
+        model.readout, _is_quantized(model),
     )  # fmt: skip
 
 
@@ -129,7 +128,7 @@ def _read_recurrent(model: nn.Module) -> Structure:
     cells = _gru_layers(model.rnn, "rnn")
     return Structure(
         type(model).__name__, model.in_channels, 1, "stateful", 1, 1, transform,
-        None, None, None, cells, [None] * len(cells), model.readout, is_quantized(model),
+        None, None, None, cells, [None] * len(cells), model.readout, _is_quantized(model),
     )  # fmt: skip
 
 

@@ -69,19 +69,12 @@ def test_gru_decoder_state_written_back_resumes_the_stream(tmp_path):
     np.testing.assert_allclose(o.run(x[60:]), tail, atol=1e-5)
 
 
-def test_transform_table_and_libm_path_agree_with_onnxruntime(tmp_path):
-    # whole box sums come from the table, fractional ones and sums >= 256 from libm: both within
-    # the float tolerance of onnxruntime, and the table is the float64 function rounded
-    from cortexedge.export.c.emit_float import TABLE_SIZE
-
+def test_softplus_and_log_agree_with_onnxruntime_on_any_counts(tmp_path):
+    # the input transform as the graph holds it (Softplus, Log): whole, fractional and large
+    # counts, within the float tolerance of onnxruntime
     torch.manual_seed(3)
     model = GRUDecoder(10, hidden=8, transform="log_softplus").eval()
     exported(tmp_path, model, 10, verify_bins=300)
-    weights = (tmp_path / "c" / "decoder_weights.c").read_text()
-    table = weights.split("decoder_tf[256] = {")[1].split("}")[0]
-    got = np.array([float(v.strip().rstrip("f")) for v in table.split(",")], dtype=np.float32)
-    want = np.log(np.logaddexp(0.0, np.arange(TABLE_SIZE))).astype(np.float32)
-    np.testing.assert_array_equal(got, want)
     rng = np.random.default_rng(4)
     x = np.concatenate([rng.poisson(2.0, (100, 10)), rng.gamma(2.0, 1.5, (100, 10)),
                         rng.integers(250, 400, (100, 10))]).astype(np.float32)  # fmt: skip
@@ -89,34 +82,3 @@ def test_transform_table_and_libm_path_agree_with_onnxruntime(tmp_path):
     y_c = StreamingDecoder(path, backend="c").run(x)
     y_o = StreamingDecoder(path, backend="ort").run(x)
     np.testing.assert_allclose(y_c, y_o, atol=1e-5 * max(1.0, float(np.abs(y_o).max())))
-
-
-def test_exp_sigmoid_tanh_helpers_are_within_their_stated_bounds(tmp_path):
-    # the generated C helpers themselves, compiled with the host flags and run on a grid
-    from cortexedge.export.c.build import STRICT, host_compiler, host_flags, run
-    from cortexedge.export.c.emit_float import HELPERS
-
-    main = (
-        "#include <math.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n"
-        + HELPERS
-        + """
-int main(void)
-{
-    int i;
-    for (i = 0; i <= 35000; ++i) {
-        float x = -87.0f + (float)i * 0.005f;
-        printf("%.9g %.9g %.9g\\n", exp_poly(x), sigmoid(x / 4.0f), tanh_exp(x / 4.0f));
-    }
-    return 0;
-}
-"""
-    )
-    (tmp_path / "h.c").write_text(main)
-    run([host_compiler(), *STRICT, *host_flags(), "h.c", "-o", "h", "-lm"], tmp_path, "build")
-    out = np.array(run(["./h"], tmp_path, "run").split(), dtype=np.float64).reshape(-1, 3)
-    x = (np.float32(-87.0) + np.arange(35001, dtype=np.float32) * np.float32(0.005)).astype(
-        np.float64
-    )
-    assert np.abs(out[:, 0] / np.exp(x) - 1).max() < 1e-7
-    assert np.abs(out[:, 1] - 1 / (1 + np.exp(-x / 4))).max() < 1e-7
-    assert np.abs(out[:, 2] - np.tanh(x / 4)).max() < 1e-7

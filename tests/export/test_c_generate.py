@@ -13,16 +13,16 @@ import torch
 from torch import nn
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.c import build, emit_float, sparse
-from cortexedge.export.c.generate import export_c
-from cortexedge.export.c.model_ir import float_model, layer_kind, read_structure
-from cortexedge.macs import elementwise, linear
+from cortexedge.export.c import build, sparse
+from cortexedge.export.c.generate import export_c, float_program
+from cortexedge.export.c.model_ir import layer_kind, read_structure
+from cortexedge.runtime.graph_macs import count_graph
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import host_python
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
-from tests.export.c_helpers import contract_onnx, prune_half
+from tests.export.c_helpers import contract_onnx, prune_half, ptq, window_batches
 
 ALLOWED = {"<stdint.h>", "<string.h>", '"decoder.h"'}
 
@@ -72,7 +72,11 @@ def test_manifest_and_readme_describe_the_build(pruned_export):
     _, res = pruned_export
     man = json.loads((res.folder / "decoder_c.json").read_text())
     assert man["graph_sha256"] == load_decoder(res.folder / "decoder.onnx").meta.graph_sha256
-    assert man["states"] == [{"name": "buffer", "kind": "history", "rows": 12}]
+    # the C state is the graph's state tensor, a float field of decoder_state_t
+    (spec,) = load_decoder(res.folder / "decoder.onnx").meta.states
+    assert man["states"] == [{"name": "buffer", "kind": "tensor", "offset": 0,
+                              "size": int(np.prod(spec.shape))}]  # fmt: skip
+    assert man["memory"]["state_bytes"] == 4 * int(np.prod(spec.shape))
     readme = (res.folder / "README.md").read_text()
     for m in man["storage"]["matrices"]:
         assert f"| {m['matrix']} | {m['shape'][0]}×{m['shape'][1]} | {m['format']} |" in readme
@@ -99,16 +103,16 @@ def test_host_library_without_python_headers(pruned_export, tmp_path, monkeypatc
 
 
 def test_executed_macs_follow_the_mac_rules(pruned_export):
+    # the graph's effective count (CSR runs the non-zeros), less the recurrent product of the
+    # window's first step, which starts from a constant zero state
     model, res = pruned_export
-    w = {m: p.detach().numpy() for m, p in (("enc", model.encoder.weight),
-         ("c0_ih", model.cells[0].weight_ih), ("c0_hh", model.cells[0].weight_hh),
-         ("out", model.readout.weight))}  # fmt: skip
-    eff = {k: linear(v)[1] for k, v in w.items()}
-    # window of K=3: one encoder and one input projection per sample (shared by the chains),
-    # K-1 recurrent products (the first chain starts from zero), K cells of 3H gate products
-    want = eff["enc"] + eff["c0_ih"] + 2 * eff["c0_hh"] + eff["out"] + 3 * elementwise(24)[0]
-    assert res.manifest["macs"]["executed_per_step"] == want
+    graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto)
+    first = int(np.count_nonzero(model.cells[0].weight_hh.detach().numpy()))
+    assert res.manifest["macs"]["executed_per_step"] == graph.effective - first
     assert all(m["format"] == "csr" for m in res.manifest["storage"]["matrices"])
+    # the window's three GRU steps share one copy of their weights
+    names = [m["matrix"] for m in res.manifest["storage"]["matrices"]]
+    assert len(names) == 4, names  # encoder, input and recurrent weights, readout
 
 
 @pytest.mark.parametrize(
@@ -126,20 +130,39 @@ def test_storage_choice(policy, density, want):
 
 
 def test_unsupported_layers_are_named():
+    # the integer path reads the QAT modules: a layer it has no reader for is named
     with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'rnn' of type LSTM"):
         read_structure(LSTMDecoder(8).eval())
-
-    class ConvNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv, self.out = nn.Conv1d(4, 4, 3), nn.Linear(4, 2)
-
-    with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'conv' of type Conv1d"):
-        read_structure(ConvNet())
     model = aegru()
     model.cell_norms[0] = nn.GroupNorm(1, 8)
     with pytest.raises(CortexEdgeError, match=r"layer 'cell_norms.0' of type GroupNorm"):
         read_structure(model)
+
+
+class SoftmaxHead(nn.Module):
+    """A user's classifier whose graph ends in an op the C generator has no emitter for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(12, 2)
+
+    def forward(self, x):
+        return torch.softmax(self.lin(x), dim=-1)
+
+    def init_state(self, batch):
+        return ()
+
+    def step(self, x, state):
+        return self.forward(x), ()
+
+
+def test_an_op_without_a_c_emitter_is_named_with_its_node(tmp_path):
+    onnx = contract_onnx(SoftmaxHead().eval(), tmp_path / "s.onnx", 12)
+    with pytest.raises(CortexEdgeError, match=r"op 'Softmax' of node '/Softmax' has no C emitter"):
+        float_program(load_decoder(onnx), "auto")
+    with pytest.raises(CortexEdgeError, match=r"op 'Softmax' of node '/Softmax'"):
+        export_c(SoftmaxHead().eval(), tmp_path / "c", onnx_path=onnx, cortex_m=False)
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize(
@@ -160,19 +183,22 @@ def test_bad_options(tmp_path, kwargs, message):
 
 
 def test_mismatched_graph_leaves_nothing_behind(tmp_path):
+    # the integer path reads the QAT model: a graph of another decoder is refused
+    model = aegru()
+    x = np.random.default_rng(2).poisson(0.6, (600, 12)).astype(np.float32)
+    ptq(model, window_batches(x, 4, 3))
     other = contract_onnx(GRUDecoder(7, hidden=4).eval(), tmp_path / "other.onnx", 7)
     with pytest.raises(CortexEdgeError, match=r"decoder.onnx reads \[7\].*the C decoder 12"):
-        export_c(aegru(), tmp_path / "c", onnx_path=other, cortex_m=False)
+        export_c(model, tmp_path / "c", onnx_path=other, cortex_m=False)
     assert not (tmp_path / "c").exists()  # built aside: a refused build leaves no folder
     (tmp_path / "file").write_text("x")
     with pytest.raises(CortexEdgeError, match="output path is a file"):
         export_c(aegru(), tmp_path / "file")
 
 
-def test_generated_float_code_is_deterministic():
-    a = emit_float.emit(float_model(read_structure(aegru(3))))
-    b = emit_float.emit(float_model(read_structure(aegru(3))))
-    assert a.files() == b.files()
+def test_generated_float_code_is_deterministic(tmp_path):
+    onnx = load_decoder(contract_onnx(aegru(3), tmp_path / "f.onnx", 12))
+    assert float_program(onnx, "auto").files() == float_program(onnx, "auto").files()
 
 
 def test_a_users_layer_subclass_is_read_as_its_base():

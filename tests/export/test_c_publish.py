@@ -29,7 +29,8 @@ def test_a_rebuild_swaps_the_whole_folder_and_leaves_nothing_behind(models, tmp_
     (tmp_path / f"{PREFIX}c-stale").mkdir()  # left by a killed export
     _export(models[1], out)
     second = json.loads((out / "decoder_c.json").read_text())
-    assert first["layout"]["hidden"] == 24 and second["layout"]["hidden"] == 16
+    # the C state is the graph's h: 2 layers of 24, then of 16
+    assert first["states"][0]["size"] == 48 and second["states"][0]["size"] == 32
     assert first["graph_sha256"] != second["graph_sha256"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no build folder, old or stale
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

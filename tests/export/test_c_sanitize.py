@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from cortexedge.export.c import build, emit_float, emit_int
+from cortexedge.export.c import build, emit_int
+from cortexedge.export.c.generate import float_program
 from cortexedge.export.c.int_extract import int_model
-from cortexedge.export.c.model_ir import float_model, read_structure
+from cortexedge.export.c.model_ir import read_structure
+from cortexedge.runtime.model import load_decoder
 from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.train.models.aegru import AEGRU
-from tests.export.c_helpers import prune_half, ptq, window_batches
+from tests.export.c_helpers import contract_onnx, prune_half, ptq, window_batches
 
 pytestmark = pytest.mark.skipif(
     not build.sanitizers_available(),
@@ -34,7 +36,8 @@ def test_host_run_is_clean_under_asan_and_ubsan(tmp_path, numeric, mode):
         program = emit_int.emit(int_model(read_structure(model), max_count=7), "auto")
         x = np.minimum(x, 7)
     else:
-        program = emit_float.emit(float_model(read_structure(model)), "sparse")
+        onnx = contract_onnx(model, tmp_path / "f.onnx", 12)
+        program = float_program(load_decoder(onnx), "sparse")
     for name, text in program.files().items():
         (tmp_path / name).write_text(text)
     lib = CLibrary(build.host_library(tmp_path), numeric, 2, 12)
