@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import symbols
 from cortexedge.runtime.backends.c import host_isa
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -146,7 +147,7 @@ def sanitized_run(folder: str | os.PathLike, rows: np.ndarray, raw_dtype) -> np.
     cc = host_compiler()
     work = folder / "sanitize"
     work.mkdir(exist_ok=True)
-    (work / "main.c").write_text(SANITIZED_MAIN)
+    (work / "main.c").write_text(symbols.for_folder(SANITIZED_MAIN, folder))
     srcs = [str(folder / s) for s in HOST_SOURCES]
     run([cc, "-std=c99", "-O1", "-g", *SANITIZE, "-I", str(folder), "main.c", *srcs, "-o",
          "decoder_sanitized", "-lm"], work, "sanitized host build")  # fmt: skip
@@ -194,14 +195,15 @@ def arm_objects(folder: str | os.PathLike, opt: str = "-O2") -> dict:
         run([gcc, *flags, "-c", src, "-o", str(obj)], folder, f"Cortex-M4 build of {src}")
         sizes[src] = section_sizes(run([size, "-A", str(obj)], folder, "arm-none-eabi-size"))
     probe = build / "probe.c"
-    probe.write_text('#include "decoder.h"\ndecoder_state_t decoder_probe_state;\n')
+    probe_c = '#include "decoder.h"\ndecoder_state_t probe_state;\n'
+    probe.write_text(symbols.for_folder(probe_c, folder))
     run([gcc, *STRICT, opt, *CORTEX_M4, "-I", str(folder), "-c", str(probe), "-o",
          str(build / "probe.o")], folder, "Cortex-M4 state probe")  # fmt: skip
     state = section_sizes(run([size, "-A", str(build / "probe.o")], folder, "arm-none-eabi-size"))
     code, data = sizes["decoder.c"], sizes["decoder_weights.c"]
     return {
         "state_bytes": state["bss"] + state["data"],
-        "stack_bound_bytes": stack_bound(build / "decoder.su"),
+        "stack_bound_bytes": stack_bound(build / "decoder.su", symbols.prefix_of(folder)),
         "code_bytes": code["text"] + code["rodata"],
         "weights_bytes": data["text"] + data["rodata"],
         "flash_bytes": code["text"] + code["rodata"] + data["text"] + data["rodata"],
@@ -211,14 +213,12 @@ def arm_objects(folder: str | os.PathLike, opt: str = "-O2") -> dict:
     }
 
 
-def stack_bound(
-    su_file: Path, entry_points: tuple[str, ...] = ("decoder_reset", "decoder_init")
-) -> int:
-    """Upper bound of decoder_step's stack from gcc -fstack-usage: the sum of the frames of
-    every function that decoder_step can reach (all but the other entry points), plus
+def stack_bound(su_file: Path, prefix: str = "decoder") -> int:
+    """Upper bound of <prefix>_step's stack from gcc -fstack-usage: the sum of the frames of
+    every function that the step can reach (all but the other entry points), plus
     LIBGCC_STACK for the runtime library's division helpers. The code has no recursion and no
     variable-length arrays, so no call chain holds a frame twice."""
-    total = LIBGCC_STACK
+    total, entry_points = LIBGCC_STACK, (f"{prefix}_reset", f"{prefix}_init")
     for line in su_file.read_text().splitlines():
         parts = line.split("\t")
         if len(parts) < 3:

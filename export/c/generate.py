@@ -31,11 +31,13 @@ from cortexedge.export.c import build, emit_int, qemu, verify_c
 from cortexedge.export.c.graph_emit import emit_graph
 from cortexedge.export.c.graph_ir import read_graph
 from cortexedge.export.c.graph_ops import C_OPS
+from cortexedge.export.c.header_doc import document
 from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import read_structure
 from cortexedge.export.c.publish import check_out, publish, staging_folder
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
+from cortexedge.export.c.symbols import check_prefix, default_prefix, prefixed
 from cortexedge.recording import Recording
 from cortexedge.runtime.backends.c import CLibrary, host_isa, host_python
 from cortexedge.runtime.backends.c_manifest import MANIFEST, MANIFEST_VERSION, sealed
@@ -138,6 +140,7 @@ def export_c(
     qemu_bins: int = 0,
     progress: bool = False,
     trust_code: bool = False,
+    name: str | None = None,
     **onnx_options,
 ) -> CExport:
     """Generate, build and verify the C decoder of a model in `out_dir`.
@@ -152,7 +155,9 @@ def export_c(
       integer reference; `cortex_m`: cross-compile for sizes when arm-none-eabi-gcc exists;
       `qemu_bins` > 0 also runs that many rows under qemu-system-arm;
     - `progress`: show each step (export, builds, verification, emulator) on stderr;
-    - `trust_code`: import the user class a checkpoint names (refused without it).
+    - `trust_code`: import the user class a checkpoint names (refused without it);
+    - `name`: the prefix of every external symbol, type and macro (default: from the model's
+      name), so that several decoders link into one program.
     """
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
@@ -160,6 +165,8 @@ def export_c(
 
     out = Path(out_dir).absolute()  # the builds run in other working folders
     check_out(out, MANIFEST)
+    if name is not None:
+        check_prefix(name)
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
     model, _ = load_model(model_or_checkpoint, trust_code)
     onnx_options = {**onnx_options, "trust_code": trust_code}
@@ -173,8 +180,9 @@ def export_c(
             _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options)
         loaded = load_decoder(work / "decoder.onnx")
         program = emit_int.emit(imodel, sparse) if imodel else float_program(loaded, sparse)
+        prefix = name or default_prefix(loaded.meta.model_family)
         manifest = _build(program, imodel, loaded, work, rec, verify_bins, reference_bins,
-                          cortex_m, qemu_bins, sparse, progress)  # fmt: skip
+                          cortex_m, qemu_bins, sparse, progress, prefix)  # fmt: skip
         publish(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -192,20 +200,22 @@ def float_program(loaded: LoadedModel, policy: str):
 
 
 def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, reference_bins,
-           cortex_m, qemu_bins, policy, show) -> dict:  # fmt: skip
+           cortex_m, qemu_bins, policy, show, prefix: str) -> dict:  # fmt: skip
     lay, meta = program.layout, loaded.meta
     if meta.input.channels != lay.channels or len(meta.outputs) != lay.outputs:
         raise CortexEdgeError(
             f"decoder.onnx reads {list(meta.input.shape)} and writes {len(meta.outputs)} outputs; "
             f"the C decoder {lay.channels} and {lay.outputs}"
         )
-    for name, text in program.files().items():
+    files = prefixed(program.files(), prefix)
+    for name, text in files.items():
         (work / name).write_text(text)
     if imodel is not None:
         (work / "decoder_int.npz").write_bytes(imodel.to_bytes())
     man = {
         "format_version": MANIFEST_VERSION, "toolkit_version": __version__,
-        "family": meta.model_family, "numeric": lay.numeric, "graph_sha256": meta.graph_sha256,
+        "family": meta.model_family, "prefix": prefix, "numeric": lay.numeric,
+        "graph_sha256": meta.graph_sha256,
         "library": LIBRARY, "host_isa": host_isa(), "max_count": lay.max_count,
         "output_scale": None if imodel is None else [float(s) for s in imodel.out_scale],
         "layout": program.describe or {k: getattr(lay, k) for k in ("channels", "outputs",
@@ -240,7 +250,8 @@ def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, r
         with stage(show, f"running {qemu_bins:,} bins under qemu-system-arm"):
             man["qemu"] = _run_qemu(work, lib, rows[:qemu_bins], lay)
         man["memory"]["ram_bytes"] = man["qemu"]["state_bytes"] + man["qemu"]["stack_bytes"]
-    built = [LIBRARY, "decoder.onnx", *program.files(), *(["decoder_int.npz"] if imodel else [])]
+    (work / "decoder.h").write_text(document(files["decoder.h"], meta, man))  # measured now
+    built = [LIBRARY, "decoder.onnx", *files, *(["decoder_int.npz"] if imodel else [])]
     man = sealed(man, work, built)
     (work / MANIFEST).write_text(json.dumps(man, indent=1))
     (work / "README.md").write_text(readme(man))

@@ -74,7 +74,7 @@ class Context:
 
     def const_index(self, values: np.ndarray) -> str:
         dtype = np.uint16 if values.max(initial=0) < 65536 else np.int32
-        return self._array(np.asarray(values, dtype=dtype), "idx")
+        return self._array(np.asarray(values, dtype=dtype), "ix_map")
 
     def _array(self, values: np.ndarray, hint: str) -> str:
         """The const array holding `values`: one copy however many nodes read it."""

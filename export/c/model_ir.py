@@ -150,8 +150,9 @@ def read_structure(model: nn.Module) -> Structure:
             if name and not list(module.children()):
                 layer_kind(module, name)
         raise CortexEdgeError(
-            f"C export: no C reader for model class {type(model).__name__} "
-            f"(supported families: {', '.join(sorted(MODEL_READERS))})"
+            f"C export: the integer path has no reader for model class {type(model).__name__} "
+            f"(it reads the QAT families {', '.join(sorted(MODEL_READERS))}; the float path "
+            "builds any exported step graph)"
         )
     if getattr(model, "aux", None) is not None:
         raise CortexEdgeError("C export: pass the inference module (training-only parts attached)")

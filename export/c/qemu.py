@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import symbols
 from cortexedge.export.c.build import CORTEX_M4, DEVICE_SOURCES, STRICT, run, tool
 
 QEMU = "qemu-system-arm"
@@ -163,25 +164,44 @@ int main(void)
 """
 
 
-def build_harness(folder: str | os.PathLike, max_rows: int, opt: str = "-O2") -> Path:
-    """Link the device sources with the harness (room for `max_rows` input rows) into
-    qemu/harness.elf; returns its path."""
-    folder = Path(folder)
+def firmware(work: Path, sources: list[Path], main: str, defines: list[str] = (),
+             opt: str = "-O2") -> Path:  # fmt: skip
+    """Link `sources` (each its own object, so two folders' decoder.c can meet) with the
+    start-up code and `main` (C text) into work/firmware.elf for the MPS2 board."""
     gcc = tool("arm-none-eabi-gcc")
-    work = folder / "qemu"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     (work / "startup.c").write_text(STARTUP)
     (work / "link.ld").write_text(LINKER)
-    (work / "harness.c").write_text(HARNESS.replace("PAINT_BYTES", str(PAINT_BYTES)))
-    srcs = [str(folder / s) for s in DEVICE_SOURCES]
-    run([gcc, *STRICT, opt, *CORTEX_M4, "-I", str(folder), "-c", *srcs], work, "Cortex-M4 build")
-    objs = [Path(s).name.replace(".c", ".o") for s in srcs]
-    cmd = [gcc, "-std=c99", opt, *CORTEX_M4, f"-DMAX_ROWS={max_rows}", "-I", str(folder),
-           "--specs=rdimon.specs",
-           "-nostartfiles", "-T", "link.ld", "startup.c", "harness.c", *objs, "-lm", "-o",
-           "harness.elf"]  # fmt: skip
-    run(cmd, work, "Cortex-M4 harness link")
-    return work / "harness.elf"
+    (work / "main.c").write_text(main)
+    objs = []
+    for k, src in enumerate(sources):
+        obj = f"o{k}_{src.stem}.o"
+        run([gcc, *STRICT, opt, *CORTEX_M4, "-I", str(src.parent), "-c", str(src), "-o", obj],
+            work, f"Cortex-M4 build of {src.name}")  # fmt: skip
+        objs.append(obj)
+    includes = [f for d in dict.fromkeys(s.parent for s in sources) for f in ("-I", str(d))]
+    cmd = [gcc, "-std=c99", opt, *CORTEX_M4, *defines, *includes, "--specs=rdimon.specs",
+           "-nostartfiles", "-T", "link.ld", "startup.c", "main.c", *objs, "-lm", "-o",
+           "firmware.elf"]  # fmt: skip
+    run(cmd, work, "Cortex-M4 firmware link")
+    return work / "firmware.elf"
+
+
+def emulate(elf: Path, timeout: float = 300.0) -> str:
+    """Run `elf` under qemu-system-arm (Cortex-M4, -icount: one instruction per ns) in its
+    folder, with semihosting; returns its standard output."""
+    qemu = tool(QEMU)
+    cmd = [qemu, "-machine", BOARD, "-cpu", "cortex-m4", "-nographic", "-monitor", "none",
+           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
+           "-kernel", elf.name]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, cwd=elf.parent, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise CortexEdgeError(f"qemu did not finish within {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise CortexEdgeError(f"qemu run failed ({proc.returncode}): {proc.stdout[-400:]}")
+    return proc.stdout
 
 
 def run_harness(
@@ -189,20 +209,16 @@ def run_harness(
     outputs: int, timeout: float = 300.0,
 ) -> dict:  # fmt: skip
     """Build and run the harness on `rows` [T, C] under qemu; outputs and measured figures."""
-    qemu = tool(QEMU)
-    elf = build_harness(folder, max(len(rows), 1))
-    work = elf.parent
+    folder = Path(folder)
+    harness = symbols.for_folder(HARNESS.replace("PAINT_BYTES", str(PAINT_BYTES)), folder)
+    work = folder / "qemu"
+    elf = firmware(work, [folder / s for s in DEVICE_SOURCES], harness,
+                   [f"-DMAX_ROWS={max(len(rows), 1)}"])  # fmt: skip
     np.ascontiguousarray(rows, dtype=in_dtype).tofile(work / "in.bin")
-    cmd = [qemu, "-machine", BOARD, "-cpu", "cortex-m4", "-nographic", "-monitor", "none",
-           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-           "-kernel", elf.name]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise CortexEdgeError(f"qemu harness did not finish within {timeout:g} s") from None
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), None)
-    if proc.returncode != 0 or line is None:
-        raise CortexEdgeError(f"qemu harness failed ({proc.returncode}): {proc.stdout[-400:]}")
+    stdout = emulate(elf, timeout)
+    line = next((x for x in stdout.splitlines() if x.startswith("{")), None)
+    if line is None:
+        raise CortexEdgeError(f"qemu harness printed no figures: {stdout[-400:]}")
     stats = json.loads(line)
     out = np.fromfile(work / "out.bin", dtype=out_dtype).reshape(-1, outputs)
     insns_per_tick = stats["calibration_insns"] / max(stats["calibration_ticks"], 1)

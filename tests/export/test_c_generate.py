@@ -16,9 +16,9 @@ from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import build, sparse
 from cortexedge.export.c.generate import export_c, float_program
 from cortexedge.export.c.model_ir import layer_kind, read_structure
-from cortexedge.runtime.graph_macs import count_graph
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import host_python
+from cortexedge.runtime.graph_macs import count_graph
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
@@ -54,10 +54,11 @@ def test_files_follow_the_device_rules(pruned_export):
         assert set(re.findall(r"#include\s+(\S+)", text)) <= ALLOWED | {"<math.h>"}
         assert not re.search(r"\b(malloc|calloc|realloc|free)\s*\(", text)
     api = (folder / "decoder.h").read_text()
-    for proto in ("void decoder_init(decoder_state_t *state);",
-                  "void decoder_reset(decoder_state_t *state);",
-                  "void decoder_step(decoder_state_t *state, const decoder_input_t *bin, "
-                  "decoder_output_t *out);"):  # fmt: skip
+    # the API under the default prefix, the model's name (here the class AEGRU)
+    for proto in ("void aegru_init(aegru_state_t *state);",
+                  "void aegru_reset(aegru_state_t *state);",
+                  "void aegru_step(aegru_state_t *state, const aegru_input_t *bin, "
+                  "aegru_output_t *out);"):  # fmt: skip
         assert proto in api
     # no writable globals: the device objects define no data/bss symbols (host nm)
     obj = folder / "probe_decoder.o"
@@ -81,7 +82,7 @@ def test_manifest_and_readme_describe_the_build(pruned_export):
     for m in man["storage"]["matrices"]:
         assert f"| {m['matrix']} | {m['shape'][0]}×{m['shape'][1]} | {m['format']} |" in readme
     assert f"MACs executed per step: {man['macs']['executed_per_step']:,}" in readme
-    assert "decoder_step(&s, bin, out);" in readme
+    assert "aegru_step(&s, bin, out);" in readme
 
 
 def test_host_library_without_python_headers(pruned_export, tmp_path, monkeypatch):

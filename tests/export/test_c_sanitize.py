@@ -11,8 +11,8 @@ from cortexedge.export.c import build, emit_int
 from cortexedge.export.c.generate import float_program
 from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import read_structure
-from cortexedge.runtime.model import load_decoder
 from cortexedge.runtime.backends.c import CLibrary
+from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from tests.export.c_helpers import contract_onnx, prune_half, ptq, window_batches
 

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from cortexedge.cli.commands_export import export
 from cortexedge.cli.commands_train import train
-from cortexedge.errors import CortexEdgeError
 from cortexedge.export.api import to_onnx
 from cortexedge.recording import Recording
 from cortexedge.runtime import StreamingDecoder
@@ -82,15 +81,16 @@ def test_w8_ridge_compresses_and_exports(fitted, recording, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(SIZES))
-def test_c_generator_has_no_reader_for_linear_decoders(name, fitted, tmp_path):
+def test_linear_decoders_build_in_c_from_their_graph(name, fitted, recording, tmp_path):
+    # no reader of their class: the C is the step graph's (lag buffer, Gemm; Kalman's state)
     from cortexedge.export.c.generate import export_c
 
-    cls = type(fitted[name]).__name__
-    with pytest.raises(CortexEdgeError) as err:
-        export_c(fitted[name], tmp_path / "c", cortex_m=False, input_shape=(C,), bin_ms=4.0)
-    assert str(err.value) == (
-        f"C export: no C reader for model class {cls} (supported families: aegru, gru, lstm)"
-    )
+    res = export_c(fitted[name], tmp_path / "c", recording=recording, cortex_m=False,
+                   verify_bins=2000)  # fmt: skip
+    assert res.manifest["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    x = recording.x[recording.rows("test")][:500].astype(np.float32)
+    y_c = StreamingDecoder(tmp_path / "c" / "decoder.onnx", backend="c").run(x)
+    np.testing.assert_allclose(y_c, _torch_forward(fitted[name], x), atol=1e-4)
 
 
 @click.group()
