@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from cortexedge.cli.options import trust_code_option
+from cortexedge.errors import CortexEdgeError
 
 
 def _onnx(run_dir: Path, out: Path, options: dict) -> list[str]:
@@ -59,9 +60,14 @@ def _c(run_dir: Path, out: Path, options: dict) -> list[str]:
     from cortexedge.export.c.generate import export_c, summary_lines
 
     built = export_c(
-        run_dir, out, recording=options["data"], progress=True, trust_code=options["trust_code"]
-    )
+        run_dir, out, recording=options["data"], progress=True, trust_code=options["trust_code"],
+        name=options["name"], qemu_bins=QEMU_BINS if options["qemu"] else 0,
+    )  # fmt: skip
     return summary_lines(built)
+
+
+QEMU_BINS = 2000  # rows `--qemu` runs on the emulated Cortex-M4 (about 10 s for an AEGRU)
+C_ONLY = ("name", "qemu")  # options that only the c target reads
 
 
 # target name -> writer(run_dir, out, options) -> lines to print
@@ -92,6 +98,8 @@ TARGETS: dict[str, Callable[[Path, Path, dict], list[str]]] = {"onnx": _onnx, "c
     default=None,
     help="Recording (.npz) whose test split verifies the export and scores it.",
 )
+@click.option("--name", default=None, help="c: prefix of every C symbol (default: the model's).")
+@click.option("--qemu", is_flag=True, help="c: run the Cortex-M4 build under qemu-system-arm.")
 @trust_code_option
 def export(
     run_dir: Path,
@@ -101,10 +109,24 @@ def export(
     sequence_length: int | None,
     opset: int,
     data: Path | None,
+    name: str | None,
+    qemu: bool,
     trust_code: bool,
 ) -> None:
     """Export the checkpoint in RUN_DIR, verified against torch on >= 1,000 streamed bins."""
     options = dict(sequence=sequence, sequence_length=sequence_length, opset=opset, data=data,
-                   trust_code=trust_code)  # fmt: skip
+                   trust_code=trust_code, name=name, qemu=qemu)  # fmt: skip
+    given = [f"--{k}" for k in C_ONLY if options[k] not in (None, False)]
+    if given and target != "c":
+        raise CortexEdgeError(f"{', '.join(given)} only apply to --target c")
+    if qemu:
+        import shutil
+
+        missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if not shutil.which(t)]
+        if missing:
+            raise CortexEdgeError(
+                f"--qemu needs {' and '.join(missing)} (Debian: gcc-arm-none-eabi "
+                "libnewlib-arm-none-eabi qemu-system-arm)"
+            )
     for line in TARGETS[target](run_dir, out, options):
         click.echo(line)

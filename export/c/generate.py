@@ -83,8 +83,10 @@ def summary_lines(res: CExport) -> list[str]:
                      f"RAM <= {mem['ram_bytes_bound']:,} B (state + stack bound)")  # fmt: skip
     if m.get("qemu"):
         q = m["qemu"]
-        lines.append(f"qemu {q['board']}: {q['insns_per_step']:,.0f} instructions/step, "
-                     f"stack {q['stack_bytes']:,} B, RAM {mem['ram_bytes']:,} B")  # fmt: skip
+        per_mac = q["insns_per_step"] / max(m["macs"]["executed_per_step"], 1)
+        lines.append(f"qemu {q['board']} ({q['bins']:,} bins): {q['insns_per_step']:,.0f} "
+                     f"instructions/bin ({per_mac:.1f} per executed MAC), stack "
+                     f"{q['stack_bytes']:,} B, RAM {mem['ram_bytes']:,} B")  # fmt: skip
     return lines
 
 

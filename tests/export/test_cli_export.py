@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import onnx
 import pytest
 from click.testing import CliRunner
@@ -64,3 +67,38 @@ def test_targets_registry_names_the_choices():
     assert set(TARGETS) >= {"onnx"}
     target = next(p for p in export.params if p.name == "target")
     assert list(target.type.choices) == sorted(TARGETS)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+    reason="arm-none-eabi-gcc or qemu-system-arm not installed",
+)
+def test_c_target_with_a_prefix_runs_under_qemu_and_prints_instructions_per_bin(
+    cli, run_dir, tmp_path
+):
+    out = tmp_path / "fw"
+    args = ["export", str(run_dir), "--out", str(out), "--target", "c", "--name", "arm_gru",
+            "--qemu"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    man = json.loads((out / "decoder_c.json").read_text())
+    assert man["prefix"] == "arm_gru" and man["qemu"]["bins"] == 2000
+    insns = man["qemu"]["insns_per_step"]
+    per_mac = insns / man["macs"]["executed_per_step"]
+    assert f"instructions/bin ({per_mac:.1f} per executed MAC)" in result.output
+    assert f"{insns:,.0f} instructions/bin" in result.output
+    assert "void arm_gru_step(arm_gru_state_t *state" in (out / "decoder.h").read_text()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--name", "x"], "error: --name only apply to --target c"),
+        (["--qemu", "--name", "y"], "error: --name, --qemu only apply to --target c"),
+        (["--target", "c", "--name", "9lives"], "error: name: '9lives' is not a C identifier"),
+    ],
+)
+def test_c_options_are_checked_in_one_line(cli, run_dir, tmp_path, extra, message):
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--out", str(tmp_path / "o"), *extra])
+    assert result.exit_code == 2 and result.output.startswith(message), result.output
+    assert not (tmp_path / "o").exists()
