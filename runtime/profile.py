@@ -236,6 +236,27 @@ def _graph_summary(counts: GraphCounts, meta: DecoderMetadata) -> dict:
     }
 
 
+def c_build(model) -> dict | None:
+    """What the C build next to `model`'s file (export --target c) takes: flash, RAM and the
+    MACs its step executes, from its checked manifest; None when there is none of this graph."""
+    from cortexedge.runtime.backends.c import CBackend
+    from cortexedge.runtime.backends.c_manifest import load_manifest
+
+    if not CBackend.available(model):
+        return None
+    man = load_manifest(model.path.parent)
+    mem = man["memory"]
+    arm = mem.get("cortex_m4") or {}
+    return {
+        "folder": str(model.path.parent), "numeric": man["numeric"], "prefix": man.get("prefix"),
+        "flash_bytes": arm.get("flash_bytes"), "weights_bytes": mem["weights_bytes"],
+        "state_bytes": mem["state_bytes"], "ram_bytes": mem.get("ram_bytes"),
+        "ram_bytes_bound": mem.get("ram_bytes_bound"),
+        "macs_executed": man["macs"]["executed_per_step"],
+        "qemu_insns_per_step": (man.get("qemu") or {}).get("insns_per_step"),
+    }  # fmt: skip
+
+
 def profile(
     path: str | os.PathLike,
     stream: Stream,
@@ -269,6 +290,7 @@ def profile(
         **_graph_summary(counts, meta),
         **_accuracy(stream, first, metric),
         "score_at_export": meta.score,
+        "c_build": c_build(model),
         "backends": results,
     }
     return ProfileRun(summary, lats, first, stream)

@@ -43,6 +43,22 @@ def _uncounted_line(uncounted: list[dict]) -> str:
     return f"MACs leave out {len(uncounted)} op(s) the numpy engine does not implement: {ops}"
 
 
+def c_build_line(c: dict) -> str:
+    """One line on the C build next to the decoder: what it takes on the device."""
+    flash = f"flash {c['flash_bytes']:,} B" if c["flash_bytes"] else (
+        f"constants {c['weights_bytes']:,} B (flash not measured)")  # fmt: skip
+    if c["ram_bytes"]:
+        ram = f"RAM {c['ram_bytes']:,} B (state {c['state_bytes']:,} + measured stack)"
+    elif c["ram_bytes_bound"]:
+        ram = f"RAM <= {c['ram_bytes_bound']:,} B (state {c['state_bytes']:,} + stack bound)"
+    else:
+        ram = f"state {c['state_bytes']:,} B"
+    insns = c.get("qemu_insns_per_step")
+    device = f"; Cortex-M4 {insns:,.0f} instructions/bin" if insns else ""
+    return (f"C build ({c['numeric']} path, {c['folder']}): {flash}, {ram}, "
+            f"MACs/bin executed {c['macs_executed']:,}{device}")  # fmt: skip
+
+
 def print_summary(summary: dict, console=None) -> None:
     """Header lines (MACs and the ops they leave out, footprint, accuracy) and one table row
     per backend."""
@@ -65,6 +81,10 @@ def print_summary(summary: dict, console=None) -> None:
     )
     if summary["macs_uncounted"]:
         console.print(_uncounted_line(summary["macs_uncounted"]), markup=False)
+    if summary.get("c_build"):
+        console.print(c_build_line(summary["c_build"]), markup=False)
+    for name, why in (summary.get("backends_left_out") or {}).items():
+        console.print(f"{name}: left out, {why}", markup=False)
     for key in ("r2", "accuracy"):
         if summary.get(key) is not None:
             export = summary.get("score_at_export") or {}

@@ -79,7 +79,8 @@ def profile(
     json_out: Path | None,
     plot: Path | None,
 ) -> None:
-    """Stream DECODER (.onnx) bin by bin: latency, deadlines, MACs, footprint, accuracy."""
+    """Stream DECODER (.onnx, or a C build's folder) bin by bin: latency, deadlines, MACs,
+    footprint, accuracy, and the C build's flash, RAM and MACs when there is one."""
     from cortexedge.runtime import profile as prof
     from cortexedge.runtime import report
     from cortexedge.runtime.backends import BACKENDS, available_for
@@ -94,15 +95,22 @@ def profile(
         raise CortexEdgeError(
             f"--backend: '{backend}' is not available (choose from {sorted(BACKENDS)} or all)"
         )
+    if decoder.is_dir() and (decoder / "decoder.onnx").is_file():  # a C build's folder
+        decoder = decoder / "decoder.onnx"
     model = load_decoder(decoder)
     meta = model.meta
     backends = available_for(model) if backend == "all" else (backend,)
+    left_out = {  # "all" says which backends this file cannot run, and why
+        name: getattr(BACKENDS[name], "missing", "not available for this file")
+        for name in BACKENDS if backend == "all" and name not in backends
+    }  # fmt: skip
     if data is not None:
         stream = prof.recording_stream(data, meta, n_bins)
     else:
         stream = prof.synthetic_stream(meta, n_bins or 2000, seed)
     run = prof.profile(decoder, stream, backends, realtime=realtime, warmup=warmup,
                        threads=threads)  # fmt: skip
+    run.summary["backends_left_out"] = left_out
     report.print_summary(run.summary)
     if json_out is not None:
         report.write_json(run.summary, json_out)

@@ -148,6 +148,7 @@ class CBackend:
 
     name: ClassVar[str] = "c"
     checks_values: ClassVar[bool] = True  # the host shim checks every value before decoding
+    missing: ClassVar[str] = "no C build of this graph next to the file (export --target c)"
 
     @staticmethod
     def available(model: LoadedModel) -> bool:

@@ -278,3 +278,40 @@ def test_one_call_path_refuses_without_deciding(int_build):
         backend.step_bin(x[11], np.zeros((1, C)))
     with pytest.raises(TypeError, match=r"into must be"):
         backend.step_bin(x[11])
+
+
+def test_profile_of_a_c_build_reports_what_the_device_takes(int_build, tmp_path):
+    # the folder (or its .onnx) profiles every backend, c included, and states the C build's
+    # own figures (its state, not the graph's buffer; the MACs its step executes)
+    from click.testing import CliRunner
+
+    from cortexedge.cli.commands_profile import profile
+
+    out = tmp_path / "p.json"
+    args = [str(int_build.parent), "--synthetic", "--bins", "60", "--backend", "all",
+            "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(profile, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())
+    man = json.loads((int_build.parent / "decoder_c.json").read_text())
+    c = summary["c_build"]
+    assert set(summary["backends"]) == {"ort", "numpy", "c"}
+    assert c["state_bytes"] == man["memory"]["state_bytes"] < summary["footprint"]["state_bytes"]
+    assert c["macs_executed"] == man["macs"]["executed_per_step"]
+    assert f"C build (int path, {int_build.parent}): constants" in result.output
+    assert f"MACs/bin executed {c['macs_executed']:,}" in result.output
+
+
+def test_profile_all_says_when_there_is_no_c_build(tmp_path):
+    from click.testing import CliRunner
+
+    from cortexedge.cli.commands_profile import profile
+
+    torch.manual_seed(0)
+    onnx = contract_onnx(GRUDecoder(C, hidden=4).eval(), tmp_path / "g.onnx", C)
+    result = CliRunner().invoke(profile, [str(onnx), "--bins", "30", "--backend", "all"],
+                                terminal_width=200)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "c: left out, no C build of this graph next to the file (export --target c)" in (
+        result.output
+    )
