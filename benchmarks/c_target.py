@@ -12,9 +12,12 @@ re-measures):
    instructions per bin and a cycles estimate. Two more builds put the float and the compressed
    weights in a stateful-mode AEGRU (one GRU step per sample instead of five) for memory and
    latency only.
-Prints a table and writes benchmarks/results/c_target.json.
+5. the float C path on every decoder family and the user-written decoders of tests/users
+   (benchmarks/_c_families.py): error against onnxruntime over 10,000 bins, MACs, flash, RAM,
+   Cortex-M4 instructions per bin and per MAC, host latency.
+Prints the tables and writes benchmarks/results/c_target.json.
 
-    .venv/bin/python benchmarks/c_target.py [--train-epochs 40] [--work DIR]
+    .venv/bin/python benchmarks/c_target.py [--train-epochs 40] [--work DIR] [--part families]
 """
 
 from __future__ import annotations
@@ -175,12 +178,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-bins", type=int, default=5000)
     parser.add_argument("--qemu-bins", type=int, default=2000)
     parser.add_argument("--max-count", type=int, default=7)
+    parser.add_argument("--part", choices=("all", "aegru", "families"), default="all")
     args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    if args.part in ("all", "families"):
+        import _c_families
 
+        print(" | ".join(_c_families.HEAD))
+        summary["families"] = _c_families.run(args.work, args.qemu_bins, args.latency_bins)
+    if args.part in ("all", "aegru"):
+        summary.update(_aegru(args))
+        _print(summary)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"c_target{'' if args.part == 'all' else '_' + args.part}.json").write_text(
+        json.dumps(summary, indent=1)
+    )
+    return summary
+
+
+def _aegru(args) -> dict:
+    """Steps 1-4: the trained AEGRU, float and pruned + W8A8, in window and stateful mode."""
     from cortexedge.metrics import r2_score
     from cortexedge.train.data.synth import generate
 
-    args.work.mkdir(parents=True, exist_ok=True)
     rec = generate("reaching", seed=0)  # the default synthetic reaching recording (96 channels)
     model, float_ckpt = _train(rec, args.work, args.train_epochs)
     qat, int_ckpt = _compress(model, rec, args.work, args.finetune_epochs)
@@ -200,9 +221,6 @@ def main(argv: list[str] | None = None) -> dict:
                "model": "AEGRU (window, 5 bins x 20 samples, hidden 32)",
                "r2_float_model": float(r2_float), "r2_compressed_model_torch": float(r2_qat),
                "builds": builds}  # fmt: skip
-    _print(summary)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "c_target.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 

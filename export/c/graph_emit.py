@@ -42,6 +42,7 @@ class Context:
     helpers: dict[str, str] = field(default_factory=dict)
     matrices: list[Stored] = field(default_factory=list)
     skipped: int = 0  # MACs the dense count has that the C code does not execute
+    fields: dict[int, int] = field(default_factory=dict)  # state k -> floats in its field
     _names: set[str] = field(default_factory=set)
     _stored: dict[tuple, str] = field(default_factory=dict)  # content -> name (one copy each)
 
@@ -116,6 +117,7 @@ def _plan(g: CGraph, ctx: Context) -> int:
     ctx.place["x"] = "bin"
     for k, s in enumerate(g.states):
         ctx.place[s.input.name] = f"state->s{k}"
+        ctx.fields[k] = s.input.size
     base: dict[str, tuple[str, int]] = {}  # view -> (tensor holding it, element offset)
     start: dict[str, int] = {}
     last: dict[str, int] = {}
@@ -130,6 +132,8 @@ def _plan(g: CGraph, ctx: Context) -> int:
             view = ctx.moves[node.name][k].view() if node.name in ctx.moves and t else None
             if t is None:
                 continue
+            if k == 0 and _in_place(node, g, ctx, base):
+                continue  # lives in its state's field
             if view is not None and not node.inputs[view[0]].const:
                 src = node.inputs[view[0]]
                 root, off = base.get(src.name, (src.name, 0))
@@ -144,6 +148,26 @@ def _plan(g: CGraph, ctx: Context) -> int:
     for view, (root, off) in base.items():
         ctx.place[view] = f"({ctx.place[root]} + {off})" if off else ctx.place[root]
     return size
+
+
+def _in_place(node: CNode, g: CGraph, ctx: Context, base: dict) -> bool:
+    """Place a Concat that begins with a whole state tensor or a suffix of one, element for
+    element (a buffer with the new bin appended), in that state's field, enlarged to hold it:
+    the state part is never copied and the shifted buffer is one move at the end."""
+    first, out = node.inputs[0], node.outputs[0]
+    if node.op_type != "Concat" or out is None or first is None or first.const:
+        return False
+    root, off = base.get(first.name, (first.name, 0))
+    k = next((k for k, s in enumerate(g.states) if s.input.name == root), None)
+    if k is None or ctx.fields[k] != g.states[k].input.size or off + first.size != ctx.fields[k]:
+        return False  # not a state, its field is taken, or not a suffix of it
+    mv = ctx.moves[node.name][0]
+    head = slice(0, first.size)
+    if not (np.all(mv.source[head] == 0) and np.array_equal(mv.index[head], np.arange(first.size))):
+        return False
+    ctx.place[out.name] = f"(state->s{k} + {off})" if off else f"state->s{k}"
+    ctx.fields[k] = off + out.size
+    return True
 
 
 def _first_fit(start: dict, last: dict, sizes: dict, ctx: Context) -> int:
@@ -183,17 +207,26 @@ def _finish(g: CGraph, ctx: Context) -> str:
     staged, writes = [], []
     for k, s in enumerate(g.states):
         src = ctx.ref(s.output)
+        own = re.fullmatch(rf"\(?state->s{k}( \+ \d+\))?", src)
+        if own:  # the shifted buffer, within its own field
+            writes.append(f"    memmove(state->s{k}, {src}, sizeof(float) * {s.input.size});")
+            continue
         if src.lstrip("(").startswith("state->") or src.lstrip("(").startswith("bin"):
             staged.append(f"    float keep{k}[{s.output.size}];")
             staged.append(f"    memcpy(keep{k}, {src}, sizeof keep{k});")
             src = f"keep{k}"
-        writes.append(f"    memcpy(state->s{k}, {src}, sizeof state->s{k});")
+        writes.append(f"    memcpy(state->s{k}, {src}, sizeof(float) * {s.input.size});")
     return "\n".join([*lines, *staged, *writes]) + "\n"
 
 
-def _state_fields(g: CGraph) -> list[tuple[str, str, str]]:
-    return [("float", f"s{k}[{s.input.size}]", f"state '{s.spec.name}' {list(s.spec.shape)}")
-            for k, s in enumerate(g.states)]  # fmt: skip
+def _state_fields(g: CGraph, ctx: Context) -> list[tuple[str, str, str]]:
+    out = []
+    for k, s in enumerate(g.states):
+        note = f"state '{s.spec.name}' {list(s.spec.shape)}"
+        if ctx.fields[k] > s.input.size:
+            note += f", then room for the {ctx.fields[k] - s.input.size} values a step appends"
+        out.append(("float", f"s{k}[{ctx.fields[k]}]", note))
+    return out
 
 
 def _reset(g: CGraph) -> str:
@@ -253,9 +286,9 @@ void decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_ou
 {step}}}
 """
     weight_bytes = sum(a.nbytes for a in ctx.arrays)
-    fields = _state_fields(g)
+    fields = _state_fields(g, ctx)
     header = emit_common.header(lay, doc, [], fields)
-    offsets = np.cumsum([0] + [s.input.size for s in g.states])
+    offsets = np.cumsum([0] + [ctx.fields[k] for k in range(len(g.states))])
     states = [{"name": s.spec.name, "kind": "tensor", "offset": int(offsets[k]),
                "size": s.input.size} for k, s in enumerate(g.states)]  # fmt: skip
     macs = {"graph_dense": graph_dense, "skipped": ctx.skipped,

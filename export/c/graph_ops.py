@@ -90,7 +90,7 @@ def _move(node: CNode, ctx) -> str:
             src, runs = ctx.ref(node.inputs[k]), _runs(mv.index[at])
             if len(runs) <= 4 and np.array_equal(at, np.arange(at[0], at[0] + len(at))):
                 lines += [f"memcpy({dst} + {at[0] + o}, {src} + {i}, sizeof(float) * {n});"
-                          for o, i, n in runs]  # fmt: skip
+                          for o, i, n in runs if not (src == dst and at[0] + o == i)]  # fmt: skip
                 continue
             dst_at = ctx.const_index(at)
             src_at = ctx.const_index(mv.index[at])

@@ -1,0 +1,128 @@
+"""The float C path on every decoder the step graph can hold (part of benchmarks/c_target.py).
+
+Every registered family at benchmark size and the four user-written decoders of tests/users
+(imported as a user names them, `file.py:Class`), seeded initialisation (ridge and Kalman fitted
+in closed form), each exported by `to_onnx` and built in C from that graph by `export_c`:
+- the C outputs against onnxruntime over 10,000 test bins (the build's own verification);
+- executed MACs per bin, flash (Cortex-M4 -O2), state and RAM bounds;
+- Cortex-M4 instructions per bin and per executed MAC under qemu (--qemu-bins rows);
+- host latency per bin through `StreamingDecoder.step`, c backend vs onnxruntime (p50 µs).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+USERS = ROOT / "tests" / "users"
+VERIFY_BINS = 10_000
+
+
+def _user(ref: str, channels: int, outputs: int):
+    from cortexedge.user_code import import_class, parse_ref
+
+    return import_class(parse_ref(str(USERS / ref)))(channels, outputs)
+
+
+def _models(reaching, two_photon) -> dict:
+    """name -> (model factory, recording)."""
+    from cortexedge.train.fit import fit
+    from cortexedge.train.models.registry import build_model
+
+    c, d = reaching.x.shape[1], reaching.y.shape[1]
+    fitted = lambda name: fit(build_model(name, in_channels=c, out_dim=d), reaching,  # noqa: E731
+                              progress=False).model  # fmt: skip
+    return {
+        "aegru window": (lambda: build_model("aegru", in_channels=c), reaching),
+        "aegru stateful": (lambda: build_model("aegru", in_channels=c, mode="stateful"),
+                           reaching),  # fmt: skip
+        "gru": (lambda: build_model("gru", in_channels=c, hidden=64, out_dim=d), reaching),
+        "lstm": (lambda: build_model("lstm", in_channels=c, hidden=64, out_dim=d), reaching),
+        "roi_gru": (lambda: build_model("roi_gru", in_channels=two_photon.x.shape[1],
+                                        out_dim=two_photon.labels.shape[1]),
+                    two_photon),  # fmt: skip
+        "ridge": (lambda: fitted("ridge"), reaching),
+        "kalman": (lambda: fitted("kalman"), reaching),
+        **{f"user {ref.split(':')[1]}": ((lambda r=ref: _user(r, c, d)), reaching)
+           for ref in ("norm_gru.py:NormGRU", "plain_lstm.py:PlainLSTM",
+                       "cell_stack.py:CellStack", "conv_gru.py:ConvGRU")},
+    }  # fmt: skip
+
+
+def _p50(path: Path, backend: str, rows: np.ndarray, warmup: int = 200) -> float:
+    from cortexedge.runtime import StreamingDecoder
+
+    dec = StreamingDecoder(path, backend=backend)
+    times = []
+    for i, row in enumerate(rows):
+        t0 = time.perf_counter_ns()
+        dec.step(row)
+        if i >= warmup:
+            times.append(time.perf_counter_ns() - t0)
+    return float(np.median(times) / 1e3)
+
+
+def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int) -> dict:
+    import torch
+
+    from cortexedge.export.api import to_onnx
+    from cortexedge.export.c.generate import export_c
+
+    torch.manual_seed(0)
+    model = make().eval()
+    folder = work / name.replace(" ", "-")
+    onnx = work / f"{folder.name}.onnx"
+    to_onnx(model, onnx, recording=rec)
+    res = export_c(model, folder, onnx_path=onnx, recording=rec, verify_bins=VERIFY_BINS,
+                   qemu_bins=qemu_bins)  # fmt: skip
+    man = res.manifest
+    mem, arm, q = man["memory"], man["memory"].get("cortex_m4") or {}, man.get("qemu") or {}
+    macs = man["macs"]["executed_per_step"]
+    rows = rec.x[rec.rows("test")][:latency_bins].astype(np.float32)
+    path = folder / "decoder.onnx"
+    insns = q.get("insns_per_step")
+    return {
+        "build": name, "verified_bins": man["verification"]["bins"],
+        "max_abs_err_vs_onnx": man["verification"]["max_abs_err_vs_onnx"],
+        "tolerance": man["verification"]["tolerance"], "macs_per_bin": macs,
+        "flash_bytes": arm.get("flash_bytes"), "state_bytes": mem["state_bytes"],
+        "ram_bytes": mem.get("ram_bytes") or mem.get("ram_bytes_bound"),
+        "m4_insns_per_bin": insns, "m4_insns_per_mac": insns / macs if insns else None,
+        "host_c_p50_us": _p50(path, "c", rows), "host_ort_p50_us": _p50(path, "ort", rows),
+    }  # fmt: skip
+
+
+def run(work: Path, qemu_bins: int, latency_bins: int) -> list[dict]:
+    """Build and measure every decoder; one row each."""
+    from cortexedge.train.data.synth import generate
+
+    reaching = generate("reaching", seed=0)
+    # 30 Hz frames: a longer session, so the test split holds 10,000 frames
+    two_photon = generate("two-photon", seed=0, minutes=30)
+    rows = []
+    (work / "families").mkdir(parents=True, exist_ok=True)
+    for name, (make, rec) in _models(reaching, two_photon).items():
+        rows.append(_one(name, make, rec, work / "families", qemu_bins, latency_bins))
+        print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _fmt(v, spec: str = ",") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+HEAD = ("build", "bins", "max |C - ort|", "MACs/bin", "flash B", "state B", "RAM B",
+        "M4 insns/bin", "insns/MAC", "c p50 µs", "ort p50 µs")  # fmt: skip
+
+
+def _line(r: dict) -> str:
+    return " | ".join([
+        r["build"], _fmt(r["verified_bins"]), f"{r['max_abs_err_vs_onnx']:.2e}",
+        _fmt(r["macs_per_bin"]), _fmt(r["flash_bytes"]), _fmt(r["state_bytes"]),
+        _fmt(r["ram_bytes"]), _fmt(r["m4_insns_per_bin"], ",.0f"),
+        _fmt(r["m4_insns_per_mac"], ".1f"), f"{r['host_c_p50_us']:.1f}",
+        f"{r['host_ort_p50_us']:.1f}",
+    ])  # fmt: skip
