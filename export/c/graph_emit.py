@@ -15,12 +15,12 @@ another state field, which the copies could overwrite first).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.c import emit_common, graph_ops
+from cortexedge.export.c import emit_common, graph_ops, graph_tables
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor
 from cortexedge.export.c.program import Program
@@ -43,6 +43,7 @@ class Context:
     matrices: list[Stored] = field(default_factory=list)
     skipped: int = 0  # MACs the dense count has that the C code does not execute
     fields: dict[int, int] = field(default_factory=dict)  # state k -> floats in its field
+    chains: dict[str, list] = field(default_factory=dict)  # fused unary chains (graph_tables)
     _names: set[str] = field(default_factory=set)
     _stored: dict[tuple, str] = field(default_factory=dict)  # content -> name (one copy each)
 
@@ -192,8 +193,22 @@ def _declared(code: str) -> str:
     return f"long {', '.join(used)};\n" if used else ""
 
 
+def _fused(g: CGraph, ctx: Context) -> list[CNode]:
+    """The nodes to emit: each table-able unary chain as one node (first input, last output)."""
+    ctx.chains = graph_tables.chains(g, graph_tables.integral(g, g.spike_counts))
+    inner = {n.name for chain in ctx.chains.values() for n in chain[1:]}
+    return [
+        replace(n, op_type=graph_tables.CHAIN, outputs=ctx.chains[n.name][-1].outputs)
+        if n.name in ctx.chains else n
+        for n in g.nodes if n.name not in inner
+    ]  # fmt: skip
+
+
 def _node_code(node: CNode, ctx: Context) -> str:
-    code = graph_ops.C_OPS[node.op_type](node, ctx)
+    if node.op_type == graph_tables.CHAIN:
+        code = graph_tables.emit_chain(ctx.chains[node.name], ctx)
+    else:
+        code = graph_ops.C_OPS[node.op_type](node, ctx)
     if not code:
         return ""
     body = _declared(code) + code
@@ -257,6 +272,7 @@ def emit_graph(g: CGraph, policy: str, mode: str, graph_dense: int, doc: list[st
     `graph_dense`: the graph's dense MACs per bin (the executed count is that less what
     sparse storage and a zero first state skip)."""
     ctx = Context(policy)
+    g = replace(g, nodes=tuple(_fused(g, ctx)))
     scratch = _plan(g, ctx)
     body = "".join(_node_code(n, ctx) for n in g.nodes)
     lay = Layout("float", g.x.size, g.y.size, None, 0, 0, 1, mode, 1, 1,

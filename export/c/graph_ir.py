@@ -76,6 +76,7 @@ class CGraph:
     y: Tensor
     states: tuple[StatePair, ...]
     nodes: tuple[CNode, ...]
+    spike_counts: bool = False  # the bin holds whole counts (the contract's input kind)
 
 
 def _feeds(loaded: LoadedModel) -> dict[str, np.ndarray]:
@@ -115,7 +116,8 @@ def read_graph(loaded: LoadedModel, emitters: dict) -> CGraph:
     states = tuple(
         StatePair(s, tensor(s.input_name), tensor(s.output_name)) for s in loaded.meta.states
     )
-    return CGraph(tensor("x"), tensor("y"), states, tuple(nodes))
+    counts = loaded.meta.input.kind == "spike_counts"
+    return CGraph(tensor("x"), tensor("y"), states, tuple(nodes), counts)
 
 
 def _node(step: Step, env: dict, const: set, read: set, tensor, emitters: dict) -> CNode:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
+from cortexedge.export.c import float_math
 from cortexedge.export.c.graph_ir import CNode, Tensor
 from cortexedge.runtime.onnx_numpy.ops_linear import conv_geometry
 from cortexedge.runtime.onnx_numpy.ops_shape import axes_of
@@ -100,18 +101,6 @@ def _move(node: CNode, ctx) -> str:
 
 
 # ------------------------------------------------------------------------- element-wise
-UNARY = {
-    "Relu": "({0} > 0.0f ? {0} : 0.0f)",
-    "Tanh": "tanhf({0})",
-    "Sigmoid": "(1.0f / (1.0f + expf(-{0})))",
-    "Exp": "expf({0})",
-    "Log": "logf({0})",
-    "Softplus": "softplus_f({0})",
-    "Neg": "(-{0})",
-    "Abs": "fabsf({0})",
-    "Sqrt": "sqrtf({0})",
-    "Reciprocal": "(1.0f / {0})",
-}
 BINARY = {
     "Add": "({0} + {1})",
     "Sub": "({0} - {1})",
@@ -121,13 +110,6 @@ BINARY = {
     "Min": "fminf({0}, {1})",
     "Pow": "powf({0}, {1})",
 }
-SOFTPLUS = """
-/* log(1 + e^x) without overflow: x + log1p(e^-x) for x > 0 */
-static float softplus_f(float x)
-{
-    return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x));
-}
-"""
 
 
 def _strides(shape: tuple[int, ...], rank: int) -> list[int]:
@@ -172,9 +154,10 @@ def nest(shape: tuple[int, ...], body: list[str]) -> list[str]:
 
 
 def _unary(node: CNode, ctx) -> str:
-    if node.op_type == "Softplus":
-        ctx.helper("softplus", SOFTPLUS)
-    return elementwise(ctx, node.outputs[0], [node.inputs[0]], UNARY[node.op_type])
+    expr, helper = float_math.UNARY[node.op_type]
+    if helper:
+        float_math.use(ctx, helper)
+    return elementwise(ctx, node.outputs[0], [node.inputs[0]], expr)
 
 
 def _binary(node: CNode, ctx) -> str:
@@ -370,7 +353,7 @@ def _rnn(node: CNode, ctx) -> str:
 Emitter = Callable[[CNode, object], str]
 C_OPS: dict[str, Emitter] = {
     **{op: _move for op in MOVES},
-    **{op: _unary for op in UNARY},
+    **{op: _unary for op in float_math.UNARY},
     **{op: _binary for op in BINARY},
     "Clip": _clip,
     "BatchNormalization": _batch_norm,

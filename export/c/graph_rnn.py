@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cortexedge.export.c import float_math
 from cortexedge.export.c.graph_ir import CNode, Tensor
 from cortexedge.export.c.graph_ops import refuse
 
-SIGMOID = """
-static float sigmoid_f(float x)
-{
-    return 1.0f / (1.0f + expf(-x));
-}
-"""
 DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
 
@@ -79,7 +74,7 @@ def _gru_before_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h
         }}
         for (j = 0; j < {h}; ++j) {{
             float z = sigmoid_f(xw[j] + hr[j]), rr = sigmoid_f(xw[{h} + j] + hr[{h} + j]);
-            float n = tanhf(xw[{2 * h} + j] + rr * hr[{2 * h} + j]);
+            float n = tanh_f(xw[{2 * h} + j] + rr * hr[{2 * h} + j]);
             h[j] = (1.0f - z) * n + z * h[j];
         }}"""
     zero = "memset(hr, 0, sizeof hr);" if skip else ""
@@ -98,7 +93,7 @@ def _gru_after_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h:
         }}
         {_guarded(f"mv_{mn}(rh, hn);", skip)}
         for (j = 0; j < {h}; ++j) {{
-            float n = tanhf(xw[{2 * h} + j] + hn[j] + {rbias}[{2 * h} + j]);
+            float n = tanh_f(xw[{2 * h} + j] + hn[j] + {rbias}[{2 * h} + j]);
             h[j] = (1.0f - zz[j]) * n + zz[j] * h[j];
         }}"""
     zero = "memset(hr, 0, sizeof hr);\n    memset(hn, 0, sizeof hn);" if skip else ""
@@ -110,7 +105,8 @@ def _gru(node: CNode, ctx) -> str:
     steps, h, dirs, rev = _check(node)
     x, w, r, b, h0 = (node.input(k) for k in (0, 1, 2, 3, 5))
     cell = _gru_before_reset if node.attrs.get("linear_before_reset", 0) else _gru_after_reset
-    ctx.helper("sigmoid", SIGMOID)
+    float_math.use(ctx, "sigmoid_f")
+    float_math.use(ctx, "tanh_f")
     blocks = []
     for d in range(dirs):
         bias = b.value[d].astype(np.float32) if b is not None else np.zeros(6 * h, np.float32)
@@ -150,7 +146,8 @@ def _lstm(node: CNode, ctx) -> str:
     x, w, r, b, h0, c0, p = (node.input(k) for k in (0, 1, 2, 3, 5, 6, 7))
     if p is not None and np.any(p.value):
         raise refuse(node, "peephole weights")
-    ctx.helper("sigmoid", SIGMOID)
+    float_math.use(ctx, "sigmoid_f")
+    float_math.use(ctx, "tanh_f")
     blocks = []
     for d in range(dirs):
         bias = b.value[d].astype(np.float64) if b is not None else np.zeros(8 * h)
@@ -162,9 +159,9 @@ def _lstm(node: CNode, ctx) -> str:
         gate = f"""        for (j = 0; j < {h}; ++j) {{
             float gi = sigmoid_f(xw[j] + hr[j]), go = sigmoid_f(xw[{h} + j] + hr[{h} + j]);
             float gf = sigmoid_f(xw[{2 * h} + j] + hr[{2 * h} + j]);
-            float gc = tanhf(xw[{3 * h} + j] + hr[{3 * h} + j]);
+            float gc = tanh_f(xw[{3 * h} + j] + hr[{3 * h} + j]);
             c[j] = gf * c[j] + gi * gc;
-            h[j] = go * tanhf(c[j]);
+            h[j] = go * tanh_f(c[j]);
         }}"""
         init = _init(ctx, h0, d, h, "h") + "\n    " + _init(ctx, c0, d, h, "c")
         if skip:

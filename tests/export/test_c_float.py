@@ -70,11 +70,17 @@ def test_gru_decoder_state_written_back_resumes_the_stream(tmp_path):
 
 
 def test_softplus_and_log_agree_with_onnxruntime_on_any_counts(tmp_path):
-    # the input transform as the graph holds it (Softplus, Log): whole, fractional and large
-    # counts, within the float tolerance of onnxruntime
+    # the input transform as the graph holds it (Softplus, Log) on spike counts is one table for
+    # whole counts below 256 (the runtime's kernels, float32) and the C expressions otherwise:
+    # whole, fractional and large counts, within the float tolerance of onnxruntime
+    from cortexedge.export.c.graph_tables import TABLE_SIZE
+
     torch.manual_seed(3)
     model = GRUDecoder(10, hidden=8, transform="log_softplus").eval()
     exported(tmp_path, model, 10, verify_bins=300)
+    source = (tmp_path / "c" / "decoder.c").read_text()
+    (line,) = [ln for ln in source.splitlines() if "_table[(int)v]" in ln]
+    assert f"v < {TABLE_SIZE}.0f" in line and "logf(softplus_f(v))" in line
     rng = np.random.default_rng(4)
     x = np.concatenate([rng.poisson(2.0, (100, 10)), rng.gamma(2.0, 1.5, (100, 10)),
                         rng.integers(250, 400, (100, 10))]).astype(np.float32)  # fmt: skip
@@ -82,3 +88,42 @@ def test_softplus_and_log_agree_with_onnxruntime_on_any_counts(tmp_path):
     y_c = StreamingDecoder(path, backend="c").run(x)
     y_o = StreamingDecoder(path, backend="ort").run(x)
     np.testing.assert_allclose(y_c, y_o, atol=1e-5 * max(1.0, float(np.abs(y_o).max())))
+
+
+def test_exp_sigmoid_tanh_helpers_are_within_their_stated_bounds(tmp_path):
+    # the generated C helpers themselves, compiled with the host flags and run on a grid; NaN
+    # goes through them as NaN (no float-to-integer conversion of it: defined behaviour)
+    from cortexedge.export.c.build import STRICT, host_compiler, host_flags, run
+    from cortexedge.export.c.float_math import HELPERS
+
+    helpers = "".join(HELPERS[k][0] for k in ("inline", "exp_poly", "sigmoid_f", "tanh_f"))
+    main = (
+        "#include <math.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n"
+        + helpers
+        + """
+int main(void)
+{
+    int i;
+    float nan = NAN;
+    printf("%d %d %d\\n", isnan(exp_poly(nan)), isnan(sigmoid_f(nan)), isnan(tanh_f(nan)));
+    for (i = 0; i <= 35000; ++i) {
+        float x = -87.0f + (float)i * 0.005f;
+        printf("%.9g %.9g %.9g\\n", exp_poly(x), sigmoid_f(x / 4.0f), tanh_f(x / 4.0f));
+    }
+    return 0;
+}
+"""
+    )
+    (tmp_path / "h.c").write_text(main)
+    run([host_compiler(), *STRICT, *host_flags(), "-fsanitize=undefined",
+         "-fsanitize=float-cast-overflow", "-fno-sanitize-recover=all", "h.c", "-o", "h",
+         "-lm"], tmp_path, "build")  # fmt: skip
+    lines = run(["./h"], tmp_path, "run").split("\n", 1)
+    assert lines[0].split() == ["1", "1", "1"]
+    out = np.array(lines[1].split(), dtype=np.float64).reshape(-1, 3)
+    x = (np.float32(-87.0) + np.arange(35001, dtype=np.float32) * np.float32(0.005)).astype(
+        np.float64
+    )
+    assert np.abs(out[:, 0] / np.exp(x) - 1).max() < 1e-7
+    assert np.abs(out[:, 1] - 1 / (1 + np.exp(-x / 4))).max() < 1e-7
+    assert np.abs(out[:, 2] - np.tanh(x / 4)).max() < 1e-7
