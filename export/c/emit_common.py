@@ -108,8 +108,10 @@ typedef struct {{
 void decoder_init(decoder_state_t *state);
 /* Return a state to the start of a recording (empty history). */
 void decoder_reset(decoder_state_t *state);
-/* Decode one raw sample bin[DECODER_CHANNELS] into out[DECODER_OUTPUTS]. */
-void decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_output_t *out);
+/* Decode one bin[DECODER_CHANNELS] into out[DECODER_OUTPUTS]: returns 0, or 1 + the channel
+ * of the first value the decoder refuses (see the top of this file), and then nothing is
+ * decoded: the state and out are left as they were. */
+int decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_output_t *out);
 
 #endif /* DECODER_H */
 """
@@ -199,6 +201,21 @@ def _single_window_step(lay: Layout) -> str:
 """
 
 
+def refusal(condition: str, channels: int) -> str:
+    """C statements at the top of decoder_step: return 1 + k for the first bin[k] meeting
+    `condition` (a C expression of `v`), before anything changes."""
+    return f"""    {{
+        int k;
+        for (k = 0; k < {channels}; ++k) {{
+            const decoder_input_t v = bin[k];
+            if ({condition}) {{
+                return k + 1;
+            }}
+        }}
+    }}
+"""
+
+
 def driver(lay: Layout) -> str:
     """decoder_init / decoder_reset / decoder_step."""
     if lay.cached:
@@ -206,6 +223,8 @@ def driver(lay: Layout) -> str:
     else:
         recur = _stateful_step(lay) if lay.mode == "stateful" else _single_window_step(lay)
         reset = ""
+    # a uint8 count above max_count is refused (none is when it is 255)
+    refuse = refusal(f"v > {lay.max_count}", lay.channels) if lay.max_count < 255 else ""
     return f"""
 void decoder_reset(decoder_state_t *state)
 {{
@@ -217,13 +236,14 @@ void decoder_init(decoder_state_t *state)
     decoder_reset(state);
 }}
 
-void decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_output_t *out)
+int decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_output_t *out)
 {{
     {lay.act_t} qx[{lay.x_dim}];
     {lay.acc_t} hq[{lay.hidden}];
     {lay.act_t} xk[{lay.hidden}];
-    input_bin(state, bin, qx);
-{recur}}}
+{refuse}    input_bin(state, bin, qx);
+{recur}    return 0;
+}}
 """
 
 

@@ -109,7 +109,7 @@ def _row_sums(lay: Layout, sum_t: str) -> str:
 
 def _front(model: IntModel, lay: Layout, policy: str) -> Emitted:
     bits, top, c = lay.sample_bits, model.max_count, lay.channels
-    clipped = "bin[k]" if top == 255 else f"(bin[k] > {top} ? {top} : bin[k])"
+    clipped = "bin[k]"  # decoder_step has refused counts above max_count
     lut = CArray("decoder_lut", model.lut.astype(np.int8))
     sum_t = "uint8_t" if lay.width * top <= 255 else "uint16_t"
     # byte sums are built in q itself, which the table then maps in place: a smaller stack
@@ -313,7 +313,7 @@ def emit(model: IntModel, policy: str = "auto") -> Program:
     parts = [emit_fn(model, lay, policy) for emit_fn in EMITTERS.values()]
     scales = ", ".join(f"{float(s)!r}f" for s in model.out_scale)
     macros = [
-        f"#define DECODER_MAX_COUNT {model.max_count} /* larger raw counts are clipped */",
+        f"#define DECODER_MAX_COUNT {model.max_count} /* larger counts are refused */",
         "/* y[d] = out[d] * DECODER_OUTPUT_SCALES[d] */",
         f"#define DECODER_OUTPUT_SCALES {{{scales}}}",
     ]

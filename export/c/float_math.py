@@ -12,8 +12,9 @@ conversion of it (k is taken as 0 for the exponent bits), so NaN input is define
 from __future__ import annotations
 
 INLINE = """
-/* the gate helpers are inlined into their loops, which then vectorize on the host */
-#if defined(__GNUC__)
+/* on a host CPU the gate helpers are inlined into their loops, which then vectorize; a
+ * microcontroller keeps one copy of each (smaller code, no vector unit to feed) */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__aarch64__))
 #define CE_INLINE static inline __attribute__((always_inline))
 #else
 #define CE_INLINE static inline

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,8 @@ def export_c(
     try:
         with stage(progress, "exporting decoder.onnx and verifying it against torch"):
             _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options)
+        if imodel is not None:
+            _declare_counts(work / "decoder.onnx", max_count)
         loaded = load_decoder(work / "decoder.onnx")
         program = emit_int.emit(imodel, sparse) if imodel else float_program(loaded, sparse)
         prefix = name or default_prefix(loaded.meta.model_family)
@@ -189,6 +191,21 @@ def export_c(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return CExport(out, manifest)
+
+
+def _declare_counts(path: Path, max_count: int) -> None:
+    """State in the folder's copy of the graph that the integer build takes counts up to
+    `max_count`: every runtime backend then refuses a larger one, as the C step does."""
+    import onnx
+
+    from cortexedge.contract import attach, check_seal, from_props
+
+    proto = onnx.load(path)
+    meta = from_props(check_seal(proto))
+    lo, hi = meta.input.range
+    top = float(max_count) if hi is None else min(float(hi), float(max_count))
+    attach(proto, replace(meta, input=replace(meta.input, range=(lo or 0.0, top))))
+    path.write_bytes(proto.SerializeToString())
 
 
 def float_program(loaded: LoadedModel, policy: str):

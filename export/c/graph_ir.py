@@ -77,6 +77,7 @@ class CGraph:
     states: tuple[StatePair, ...]
     nodes: tuple[CNode, ...]
     spike_counts: bool = False  # the bin holds whole counts (the contract's input kind)
+    accepted: tuple[float | None, float | None] = (None, None)  # the values the step takes
 
 
 def _feeds(loaded: LoadedModel) -> dict[str, np.ndarray]:
@@ -116,8 +117,12 @@ def read_graph(loaded: LoadedModel, emitters: dict) -> CGraph:
     states = tuple(
         StatePair(s, tensor(s.input_name), tensor(s.output_name)) for s in loaded.meta.states
     )
-    counts = loaded.meta.input.kind == "spike_counts"
-    return CGraph(tensor("x"), tensor("y"), states, tuple(nodes), counts)
+    spec = loaded.meta.input
+    counts = spec.kind == "spike_counts"
+    lo, hi = spec.range
+    if counts:  # as the runtime's bin checks: a count is never negative
+        lo = 0.0 if lo is None else max(lo, 0.0)
+    return CGraph(tensor("x"), tensor("y"), states, tuple(nodes), counts, (lo, hi))
 
 
 def _node(step: Step, env: dict, const: set, read: set, tensor, emitters: dict) -> CNode:

@@ -8,7 +8,11 @@ metadata contract and the manifest, so it cannot disagree with them.
 
 from __future__ import annotations
 
+import textwrap
+
 from cortexedge.contract import DecoderMetadata
+
+WIDTH = 92  # columns of the comment text
 
 
 def _range(lo: float | None, hi: float | None) -> str:
@@ -20,21 +24,17 @@ def _input(meta: DecoderMetadata, man: dict, p: str) -> list[str]:
     shape = " x ".join(str(d) for d in spec.shape)
     lines = [f"Input: one bin of {shape} {spec.kind.replace('_', ' ')} per {p}_step call, "
              f"accepted range {_range(*spec.range)}."]  # fmt: skip
-    if man["numeric"] == "int":
-        lines += [
-            f"  Integer build: bin[] is uint8_t counts; counts above {p.upper()}_MAX_COUNT "
-            f"({man['max_count']}) are clipped to it",
-            "  (the runtime's c backend refuses them instead, naming stream and channel).",
-        ]
-    else:
-        lines += [
-            "  Float build: the step does not check values. Out-of-range values are computed",
-            "  like any other. NaN and +-inf are defined behaviour: IEEE-754 arithmetic carries",
-            "  them (the code converts no float to an integer and indexes nothing by value), so",
-            "  the outputs turn NaN and so does the state, until the bin leaves a window",
-            f"  decoder's buffer or {p}_reset clears a stateful one. The runtime's backends",
-            "  (ort, numpy, c) refuse such bins before they reach the step.",
-        ]
+    refused = (
+        f"a count above {p.upper()}_MAX_COUNT ({man['max_count']})"
+        if man["numeric"] == "int"
+        else "NaN, +-inf or a value outside that range"
+    )
+    lines.append(
+        f"  {p}_step refuses {refused}: it returns 1 + the channel of the first such value and "
+        "decodes nothing (state and out unchanged); 0 otherwise. This is defined behaviour for "
+        "any bit pattern, and the runtime's backends (ort, numpy, c) refuse the same values "
+        "of this folder's decoder.onnx."
+    )
     return lines
 
 
@@ -86,5 +86,9 @@ def document(header: str, meta: DecoderMetadata, man: dict) -> str:
     """`header` (decoder.h) with its top comment rewritten from the measured build."""
     first, _, rest = header.partition("\n")
     _, _, code = rest.partition(" */\n")
-    body = "\n".join(f" * {line}".rstrip() for line in doc_lines(meta, man))
+    wrapped = []
+    for line in doc_lines(meta, man):
+        indent = " " * (len(line) - len(line.lstrip()))
+        wrapped += textwrap.wrap(line, WIDTH, subsequent_indent=indent or "  ") or [""]
+    body = "\n".join(f" * {line}".rstrip() for line in wrapped)
     return f"{first}\n * symbol prefix: {man['prefix']}\n *\n{body}\n */\n{code}"

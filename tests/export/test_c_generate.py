@@ -57,7 +57,7 @@ def test_files_follow_the_device_rules(pruned_export):
     # the API under the default prefix, the model's name (here the class AEGRU)
     for proto in ("void aegru_init(aegru_state_t *state);",
                   "void aegru_reset(aegru_state_t *state);",
-                  "void aegru_step(aegru_state_t *state, const aegru_input_t *bin, "
+                  "int aegru_step(aegru_state_t *state, const aegru_input_t *bin, "
                   "aegru_output_t *out);"):  # fmt: skip
         assert proto in api
     # no writable globals: the device objects define no data/bss symbols (host nm)
