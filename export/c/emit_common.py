@@ -55,6 +55,11 @@ class Layout:
         return (self.channels * self.sample_bits + 7) // 8 + spare
 
     @property
+    def sum_t(self) -> str:
+        """C type of a box sum of `width` clipped samples (integer path)."""
+        return "uint8_t" if self.width * (self.max_count or 255) <= 255 else "uint16_t"
+
+    @property
     def cached(self) -> bool:
         return self.mode == "window" and self.num_steps > 1
 
@@ -72,6 +77,9 @@ def state_fields(lay: Layout) -> list[tuple[str, str, str]]:
                     "window chains H_k(t - lag) per layer and chain length k"))  # fmt: skip
     elif lay.mode == "stateful":
         out.append((lay.act_t, f"h[{lay.layers}][{lay.hidden}]", "hidden state per layer"))
+    if lay.ring_rows and lay.numeric == "int":
+        out.append((lay.sum_t, f"sums[{lay.channels}]",
+                    "per channel, the sum of the ring's samples (a running box sum)"))  # fmt: skip
     if lay.ring_rows:
         out.append(("uint16_t", "ring_pos", "next ring row to overwrite"))
     if lay.cached:

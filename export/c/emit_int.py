@@ -63,91 +63,53 @@ def _act(name: str, t: ActTable) -> tuple[str, list[CArray]]:
     return code, arrays
 
 
-def _row_sums(lay: Layout, sum_t: str) -> str:
-    """C adding every stored ring row into sums[c]: bytes as they are, else 8 samples of `bits`
-    bits fill exactly `bits` bytes, so each group of 8 channels is one little-endian word and
-    constant shifts."""
-    bits, c = lay.sample_bits, lay.channels
-    if bits == 8:  # one byte per sample: plain adds across channels (they vectorize)
-        return f"""    for (r = 0; r < {lay.ring_rows}; ++r) {{
-        const uint8_t *row = s->ring[r];
-        for (k = 0; k < {c}; ++k) {{
-            sums[k] = ({sum_t})(sums[k] + row[k]);
-        }}
-    }}
-"""
-    mask, word = (1 << bits) - 1, "uint32_t" if bits <= 4 else "uint64_t"
-    load = " | ".join(f"(({word})row[{k}] << {8 * k})" for k in range(bits))
-    adds = "\n".join(
-        f"                sums[g + {j}] = ({sum_t})(sums[g + {j}] + ((w >> {j * bits}) & {mask}u));"
-        for j in range(8)
-    )
-    tail = ""
-    if c % 8:
-        byte = f"(unsigned)row0[(k * {bits}) >> 3]"
-        # a sample that may straddle two bytes reads the next one (each row has a spare byte)
-        pair = (
-            byte if 8 % bits == 0 else f"({byte} | ((unsigned)row0[((k * {bits}) >> 3) + 1] << 8))"
-        )
-        tail = f"""        for (k = {c - c % 8}; k < {c}; ++k) {{ /* the last channels */
-            const uint8_t *row0 = s->ring[r];
-            sums[k] = ({sum_t})(sums[k] + (({pair} >> ((k * {bits}) & 7)) & {mask}u));
-        }}
-"""
-    return f"""    for (r = 0; r < {lay.ring_rows}; ++r) {{
-        int g;
-        for (g = 0; g < {c - c % 8}; g += 8) {{
-            const uint8_t *row = s->ring[r] + (g / 8) * {bits};
-            {{
-                {word} w = {load};
-{adds}
-            }}
-        }}
-{tail}    }}
-"""
+def _unpack(lay: Layout, row: str) -> str:
+    """C: the sample of channel k in the packed ring row `row` (`sample_bits` bits each)."""
+    bits = lay.sample_bits
+    if bits == 8:
+        return f"{row}[k]"
+    byte = f"(unsigned){row}[(k * {bits}) >> 3]"
+    if 8 % bits:  # a sample may straddle two bytes (each row has a spare byte)
+        byte = f"({byte} | ((unsigned){row}[((k * {bits}) >> 3) + 1] << 8))"
+    return f"(({byte} >> ((k * {bits}) & 7)) & {(1 << bits) - 1}u)"
 
 
 def _front(model: IntModel, lay: Layout, policy: str) -> Emitted:
-    bits, top, c = lay.sample_bits, model.max_count, lay.channels
-    clipped = "bin[k]"  # decoder_step has refused counts above max_count
+    bits, c, n_lut = lay.sample_bits, lay.channels, len(model.lut)
     lut = CArray("decoder_lut", model.lut.astype(np.int8))
-    sum_t = "uint8_t" if lay.width * top <= 255 else "uint16_t"
-    # byte sums are built in q itself, which the table then maps in place: a smaller stack
-    sums = (
-        "uint8_t *sums = (uint8_t *)q; /* the box sums, until the table maps them in place */"
-        if sum_t == "uint8_t"
-        else f"uint16_t sums[{c}];"
-    )
-    code = f"""
-/* box sum of the last {lay.width} raw samples (each clipped to {top}), then the input table */
+    lookup = f"decoder_lut[total < {n_lut}u ? total : {n_lut - 1}u]"
+    if not lay.ring_rows:  # one sample per bin: no box sum
+        code = f"""
 static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
 {{
-    {sums}
-    int k{", r" if lay.ring_rows else ""};
+    int k;
+    (void)s;
     for (k = 0; k < {c}; ++k) {{
-        sums[k] = ({sum_t}){clipped};
+        const unsigned total = bin[k];
+        q[k] = {lookup};
     }}
+}}
 """
-    if lay.ring_rows:
-        spill = f"        row[((k * {bits}) >> 3) + 1] |= (uint8_t)(x >> 8);\n"
-        code += (
-            _row_sums(lay, sum_t)
-            + f"""    {{
-        uint8_t *row = s->ring[s->ring_pos];
-        memset(row, 0, sizeof s->ring[0]);
-        for (k = 0; k < {c}; ++k) {{
-            unsigned x = (unsigned){clipped} << ((k * {bits}) & 7);
-            row[(k * {bits}) >> 3] |= (uint8_t)(x & 0xFFu);
-{"" if 8 % bits == 0 else "    " + spill}        }}
-        s->ring_pos = (uint16_t)((s->ring_pos + 1) % {lay.ring_rows});
+        return Emitted(code, [lut], [])
+    spill = f"        row[((k * {bits}) >> 3) + 1] |= (uint8_t)(x >> 8);\n"
+    code = f"""
+/* box sum of the last {lay.width} raw samples (a running sum: the new sample in, the oldest
+ * one, about to be overwritten in the ring, out), then the input table */
+static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
+{{
+    uint8_t *row = s->ring[s->ring_pos];
+    int k;
+    for (k = 0; k < {c}; ++k) {{
+        const unsigned total = (unsigned)s->sums[k] + bin[k];
+        s->sums[k] = ({lay.sum_t})(total - {_unpack(lay, "row")});
+        q[k] = {lookup};
     }}
-"""
-        )
-    else:
-        code += "    (void)s;\n"
-    code += f"""    for (k = 0; k < {c}; ++k) {{
-        q[k] = decoder_lut[sums[k] < {len(model.lut)}u ? sums[k] : {len(model.lut) - 1}u];
-    }}
+    memset(row, 0, sizeof s->ring[0]);
+    for (k = 0; k < {c}; ++k) {{
+        unsigned x = (unsigned)bin[k] << ((k * {bits}) & 7);
+        row[(k * {bits}) >> 3] |= (uint8_t)(x & 0xFFu);
+{"" if 8 % bits == 0 else "    " + spill}    }}
+    s->ring_pos = (uint16_t)((s->ring_pos + 1) % {lay.ring_rows});
 }}
 """
     return Emitted(code, [lut], [])

@@ -74,5 +74,6 @@ def test_size_report_of_an_object(tmp_path):
         sizes["state_bytes"]
         == program.layout.ring_rows * program.layout.ring_cols
         + (program.layout.num_steps - 1) * program.layout.lag * 8
+        + program.layout.channels
         + 4
-    )  # ring + chains + 2 indices
+    )  # ring + chains + running box sums (one byte each) + 2 indices
