@@ -185,8 +185,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.part in ("all", "families"):
         import _c_families
 
+        from cortexedge.train.data.synth import generate
+
+        rec = generate("reaching", seed=0)
+        model, _ = _train(rec, args.work, args.train_epochs)
+        stateful = _stateful_model(model, rec.x.shape[1], quantized=False)
         print(" | ".join(_c_families.HEAD))
-        summary["families"] = _c_families.run(args.work, args.qemu_bins, args.latency_bins)
+        summary["families"] = _c_families.run(args.work, args.qemu_bins, args.latency_bins,
+                                              rec, model.inference_module(), stateful)  # fmt: skip
     if args.part in ("all", "aegru"):
         summary.update(_aegru(args))
         _print(summary)

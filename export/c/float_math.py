@@ -49,12 +49,17 @@ CE_INLINE float sigmoid_f(float x)
 }
 """
 TANH = """
-/* tanh through one exponential: tanh|x| = (1 - e)/(1 + e), e = exp(-2|x|); absolute error
- * below 1e-7, as the sigmoid's */
+/* tanh: for |x| >= 0.625 through one exponential, tanh|x| = (1 - e)/(1 + e), e = exp(-2|x|);
+ * below, where that difference would cancel, x + x^3 P(x^2) (Cephes' tanhf polynomial), so
+ * the relative error stays near float rounding for small gates too; both arms are computed
+ * and one selected, which keeps the loop branch-free */
 CE_INLINE float tanh_f(float x)
 {
-    float e = exp_poly(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
-    return x < 0.0f ? -t : t;
+    float a = fabsf(x), e = exp_poly(-2.0f * a), t = (1.0f - e) / (1.0f + e), z = x * x;
+    float p = (((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+               + 1.33314422036e-1f) * z - 3.33332819422e-1f;
+    float small = x + x * z * p;
+    return a < 0.625f ? small : (x < 0.0f ? -t : t);
 }
 """
 SOFTPLUS = """
