@@ -17,10 +17,10 @@ from collections.abc import Callable
 import numpy as np
 
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.c import emit_common, int_templates
+from cortexedge.export.c import emit_common, int_templates, sparse
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.program import Emitted, Program, assemble
-from cortexedge.export.c.sparse import CArray, row_function, store
+from cortexedge.export.c.sparse import CArray, gate_rows_function, row_function, store
 from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant
 
 
@@ -188,9 +188,9 @@ def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
     out, out_arrays = _requant(f"{p}_out", cell.out, n, head=True)
     a, b, c, g = (int(v) for v in cell.blend)
     norm = "" if cell.ln_eps is None else f"    layer_norm(hq, {n}, INT64_C({int(cell.ln_eps)}));\n"
-    body = int_templates.CELL.format(p=p, n=n, a=a, b=b, c=c, g=g, norm=norm, **consts)
+    body = int_templates.CELL.format(p=p, n=n, n2=2 * n, a=a, b=b, c=c, g=g, norm=norm, **consts)
     code = (
-        row_function(ih, "int32_t", "int8_t") + "\n" + row_function(hh, "int32_t", "int8_t")
+        gate_rows_function(ih, n) + "\n" + gate_rows_function(hh, n)
         + sig + tanh + body + state + out
     )  # fmt: skip
     return Emitted(code, arrays + sig_arrays + tanh_arrays + st_arrays + out_arrays, [ih, hh])
@@ -199,7 +199,7 @@ def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
 def _cells(model: IntModel, lay: Layout, policy: str) -> Emitted:
     parts = [_cell(c, i, policy) for i, c in enumerate(model.cells)]
     ln = int_templates.LAYER_NORM if any(c.ln_eps is not None for c in model.cells) else ""
-    ih0 = int_templates.IH_ALL.format(rows=3 * lay.hidden) if lay.cached else ""
+    ih0 = int_templates.IH_ALL.format(n=lay.hidden, n2=2 * lay.hidden) if lay.cached else ""
     code = ln + "".join(p.code for p in parts) + emit_common.cell_tables(lay, len(parts)) + ih0
     return Emitted(code, [a for p in parts for a in p.arrays], [m for p in parts for m in p.stored])
 
@@ -289,4 +289,5 @@ def emit(model: IntModel, policy: str = "auto") -> Program:
         hidden_io=_host_io(model, lay),
         constants=f"\nstatic const float out_scale[{lay.outputs}] = DECODER_OUTPUT_SCALES;\n",
     )
-    return assemble(lay, parts, int_templates.HELPERS, macros, host, ["<stdint.h>", "<string.h>"])
+    helpers = sparse.DSP_HELPERS + int_templates.HELPERS
+    return assemble(lay, parts, helpers, macros, host, ["<stdint.h>", "<string.h>"])

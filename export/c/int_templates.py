@@ -111,16 +111,26 @@ static void {p}_run(const int32_t *acc_i, const int8_t *x, const int8_t *h, int3
     for (u = 0; u < {n}; ++u) {{
         int j;
         int64_t pre[2], g;
-        int32_t q[2], cand;
+        int32_t q[2], cand, ai[3], ah[3] = {{0, 0, 0}}; /* gate rows r, z, n of unit u */
+        if (acc_i) {{
+            ai[0] = acc_i[u];
+            ai[1] = acc_i[{n} + u];
+            ai[2] = acc_i[{n2} + u];
+        }} else {{
+            rows3_{p}_ih(u, x, ai);
+        }}
+        if (h) {{
+            rows3_{p}_hh(u, h, ah);
+        }}
         for (j = u; j < 2 * {n}; j += {n}) {{ /* r then z */
-            int64_t i_ = (int64_t)(acc_i ? acc_i[j] : row_{p}_ih(j, x)) + {p}_bi[j];
-            int64_t h_ = h ? row_{p}_hh(j, h) : 0;
+            int64_t i_ = (int64_t)ai[j / {n}] + {p}_bi[j];
+            int64_t h_ = ah[j / {n}];
             pre[j / {n}] = i_ * {mi_rz} + h_ * {mh_rz} + ((int64_t)1 << ({s_rz} - 1));
             q[j / {n}] = act(&{p}_sig, pre32(pre[j / {n}], {s_rz}));
         }}
         j = 2 * {n} + u;
-        g = (int64_t)q[0] * ((h ? row_{p}_hh(j, h) : 0) + (int64_t){p}_bhn[u]);
-        pre[0] = ((int64_t)(acc_i ? acc_i[j] : row_{p}_ih(j, x)) + {p}_bi[j]) * {mi_n};
+        g = (int64_t)q[0] * ((int64_t)ah[2] + (int64_t){p}_bhn[u]);
+        pre[0] = ((int64_t)ai[2] + {p}_bi[j]) * {mi_n};
         cand = act(&{p}_tanh, pre32(pre[0] + g * {mh_n} + ((int64_t)1 << ({s_n} - 1)), {s_n}));
         hq[u] = (int32_t)asr64((int64_t)cand * (INT64_C({a}) - (int64_t)q[1] * INT64_C({b}))
                                + (int64_t)q[1] * (h ? h[u] : 0) * INT64_C({c})
@@ -151,9 +161,13 @@ static void {name}(const int32_t *x, int8_t *dst)
 IH_ALL = """
 static void ih0_all(const int8_t *x, int32_t *acc)
 {{
-    int r;
-    for (r = 0; r < {rows}; ++r) {{
-        acc[r] = row_c0_ih(r, x);
+    int u;
+    for (u = 0; u < {n}; ++u) {{
+        int32_t a3[3];
+        rows3_c0_ih(u, x, a3);
+        acc[u] = a3[0];
+        acc[{n} + u] = a3[1];
+        acc[{n2} + u] = a3[2];
     }}
 }}
 """

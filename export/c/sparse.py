@@ -7,9 +7,11 @@ row at a time through `row_<name>(r, x)`, so the storage choice changes one smal
 
 Choice (`policy`): "dense", "sparse", "size" (fewer bytes) or "auto" (fewer estimated Cortex-M4
 instructions, ties broken by size). The estimates are the generated loops as gcc -O2 compiles
-them for the Cortex-M4: 5 instructions per dense MAC (2 loads, SMLABB, compare, branch) and 6
-per stored non-zero (the column index load on top), plus the row set-up; CSR is faster below
-about 80% density. On a host CPU dense rows are the faster ones (they vectorize).
+them for the Cortex-M4: a dense int8 row 2 instructions per MAC (two word loads, four SXTB16
+and two SMLAD per four MACs: `row_function`), a dense float row 5 (2 loads, VMLA, compare,
+branch), and 6 per stored non-zero (the column index load on top), plus the row set-up; so an
+int8 matrix goes CSR below about a third of its entries, a float one below about 80%. On a
+host CPU dense rows are the faster ones (they vectorize).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from cortexedge.errors import CortexEdgeError
 from cortexedge.macs import linear
 
 POLICIES = ("auto", "dense", "sparse", "size")
-DENSE_INSNS_PER_MAC, DENSE_INSNS_PER_ROW = 5.0, 8.0
+DENSE_INSNS_PER_MAC, DENSE_INSNS_PER_ROW = 5.0, 8.0  # float rows
+DSP_INSNS_PER_MAC = 2.0  # int8 rows with SMLAD
 CSR_INSNS_PER_NZ, CSR_INSNS_PER_ROW = 6.0, 12.0
 C_TYPES = {
     np.dtype(np.int8): "int8_t",
@@ -116,7 +119,8 @@ def estimated_insns(w: np.ndarray, fmt: str) -> float:
     """Estimated Cortex-M4 instructions of one mat-vec in format `fmt`."""
     rows = w.shape[0]
     if fmt == "dense":
-        return rows * DENSE_INSNS_PER_ROW + w.size * DENSE_INSNS_PER_MAC
+        per_mac = DSP_INSNS_PER_MAC if w.dtype == np.int8 else DENSE_INSNS_PER_MAC
+        return rows * DENSE_INSNS_PER_ROW + w.size * per_mac
     return rows * CSR_INSNS_PER_ROW + np.count_nonzero(w) * CSR_INSNS_PER_NZ
 
 
@@ -167,10 +171,39 @@ def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Store
     )  # fmt: skip
 
 
+DSP_DOT = """    int i = 0;
+#if defined(__ARM_FEATURE_SIMD32)
+    for (; i + 4 <= {cols}; i += 4) {{ /* four int8 products in two SMLADs */
+        int8x4_t wq, xq;
+        memcpy(&wq, w + i, sizeof wq);
+        memcpy(&xq, x + i, sizeof xq);
+        a = __smlad(__sxtb16(wq), __sxtb16(xq), a);
+        a = __smlad(__sxtb16(ROR8(wq)), __sxtb16(ROR8(xq)), a);
+    }}
+#endif
+    for (; i < {cols}; ++i) {{
+        a += (int32_t)w[i] * x[i];
+    }}
+"""
+# what the dense int8 rows need: the ACLE intrinsics where the core has the DSP extension
+DSP_HELPERS = """
+#if defined(__ARM_FEATURE_SIMD32)
+#include <arm_acle.h>
+#define ROR8(v) ((int32_t)(((uint32_t)(v) >> 8) | ((uint32_t)(v) << 24)))
+#endif
+"""
+
+
 def row_function(s: Stored, acc: str, xtype: str) -> str:
-    """C: `static <acc> row_<name>(int r, const <xtype> *x)`, the dot product of row r with x."""
+    """C: `static <acc> row_<name>(int r, const <xtype> *x)`, the dot product of row r with x.
+    A dense int8 row runs four products per two SMLAD instructions where the core has the
+    DSP extension (__ARM_FEATURE_SIMD32: Cortex-M4/M7/M33), else the plain loop, which gives
+    the same integers (exact sums; needs DSP_HELPERS in the file)."""
     head = f"static {acc} row_{s.name}(int r, const {xtype} *x)\n{{\n    {acc} a = 0;\n"
-    if s.fmt == "dense":
+    if s.fmt == "dense" and s.arrays[0].ctype == "int8_t" and xtype == "int8_t":
+        body = (f"    const int8_t *w = {s.name}_w + (long)r * {s.cols};\n"
+                + DSP_DOT.format(cols=s.cols))  # fmt: skip
+    elif s.fmt == "dense":
         body = (
             f"    const {s.arrays[0].ctype} *w = {s.name}_w + (long)r * {s.cols};\n"
             f"    int i;\n    for (i = 0; i < {s.cols}; ++i) {{\n"
@@ -182,6 +215,55 @@ def row_function(s: Stored, acc: str, xtype: str) -> str:
             f"        a += ({acc}){s.name}_val[k] * x[{s.name}_idx[k]];\n    }}\n"
         )
     return head + body + "    return a;\n}\n"
+
+
+GATE_ROWS = """
+/* rows u, {n} + u and {n2} + u of {name} times x: the three gate rows of unit u */
+static void rows3_{name}(int u, const int8_t *x, int32_t *a3)
+{{
+{body}}}
+"""
+DSP_DOT3 = """    const int8_t *w0 = {name}_w + (long)u * {cols};
+    const int8_t *w1 = w0 + {stride}, *w2 = w1 + {stride};
+    int32_t a = 0, b = 0, c = 0;
+    int i = 0;
+#if defined(__ARM_FEATURE_SIMD32)
+    for (; i + 4 <= {cols}; i += 4) {{ /* x widened once for the three rows */
+        int8x4_t xq, q;
+        int16x2_t lo, hi;
+        memcpy(&xq, x + i, sizeof xq);
+        lo = __sxtb16(xq);
+        hi = __sxtb16(ROR8(xq));
+        memcpy(&q, w0 + i, sizeof q);
+        a = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, a));
+        memcpy(&q, w1 + i, sizeof q);
+        b = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, b));
+        memcpy(&q, w2 + i, sizeof q);
+        c = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, c));
+    }}
+#endif
+    for (; i < {cols}; ++i) {{
+        a += (int32_t)w0[i] * x[i];
+        b += (int32_t)w1[i] * x[i];
+        c += (int32_t)w2[i] * x[i];
+    }}
+    a3[0] = a;
+    a3[1] = b;
+    a3[2] = c;
+"""
+
+
+def gate_rows_function(s: Stored, n: int) -> str:
+    """C: `static void rows3_<name>(int u, const int8_t *x, int32_t *a3)`, rows u, n + u and
+    2n + u of an int8 matrix times x. Dense: x is loaded and widened once for the three rows
+    (under the DSP extension); CSR: three `row_<name>` calls (defined here too)."""
+    if s.fmt == "dense":
+        body = DSP_DOT3.format(name=s.name, cols=s.cols, stride=n * s.cols)
+        return GATE_ROWS.format(name=s.name, n=n, n2=2 * n, body=body)
+    calls = "".join(f"    a3[{k}] = row_{s.name}(u + {k * n}, x);\n" for k in range(3))
+    return row_function(s, "int32_t", "int8_t") + GATE_ROWS.format(
+        name=s.name, n=n, n2=2 * n, body=calls
+    )
 
 
 def matvec_function(s: Stored) -> str:

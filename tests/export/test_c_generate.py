@@ -118,13 +118,17 @@ def test_executed_macs_follow_the_mac_rules(pruned_export):
 
 
 @pytest.mark.parametrize(
-    "policy, density, want", [("auto", 0.5, "csr"), ("auto", 1.0, "dense"), ("size", 0.5, "dense"),
-                              ("size", 0.2, "csr"), ("dense", 0.1, "dense"), ("sparse", 1.0, "csr")]
+    "policy, density, dtype, want",
+    [("auto", 0.5, np.int8, "dense"), ("auto", 0.2, np.int8, "csr"),  # SMLAD: 2 insns/MAC
+     ("auto", 0.5, np.float32, "csr"), ("auto", 1.0, np.float32, "dense"),
+     ("size", 0.5, np.int8, "dense"), ("size", 0.2, np.int8, "csr"),
+     ("dense", 0.1, np.int8, "dense"), ("sparse", 1.0, np.int8, "csr")],
 )  # fmt: skip
-def test_storage_choice(policy, density, want):
+def test_storage_choice(policy, density, dtype, want):
     rng = np.random.default_rng(0)
-    w = (rng.normal(size=(32, 96)) * (rng.random((32, 96)) < density)).astype(np.int8) | 1
+    w = (rng.normal(size=(32, 96)) * 20).astype(np.int8) | 1
     w[rng.random((32, 96)) >= density] = 0
+    w = w.astype(dtype)
     stored = sparse.store("m", w, policy)
     assert stored.fmt == want
     assert stored.macs == (np.count_nonzero(w) if want == "csr" else w.size)
