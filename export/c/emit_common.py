@@ -18,7 +18,7 @@ from cortexedge import __version__
 from cortexedge.export.c.sparse import CArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layout:
     """Sizes and C types of one generated decoder."""
 

@@ -234,9 +234,11 @@ def layout(model: IntModel) -> Layout:
     bits = max(int(model.max_count).bit_length(), 1)
     enc = None if model.encoder is None else model.encoder.w.shape[0]
     return Layout(
-        "int", model.channels, model.outputs, enc, model.cells[0].hidden, len(model.cells),
-        model.width, model.mode, model.num_steps, model.lag, "uint8_t", "int32_t", "int8_t",
-        "int32_t", bits, model.max_count,
+        numeric="int", channels=model.channels, outputs=model.outputs, enc_dim=enc,
+        hidden=model.cells[0].hidden, layers=len(model.cells), width=model.width,
+        mode=model.mode, num_steps=model.num_steps, lag=model.lag, in_t="uint8_t",
+        out_t="int32_t", act_t="int8_t", acc_t="int32_t", sample_bits=bits,
+        max_count=model.max_count,
     )  # fmt: skip
 
 

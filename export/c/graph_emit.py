@@ -285,8 +285,9 @@ def emit_graph(g: CGraph, policy: str, mode: str, graph_dense: int, doc: list[st
     g = replace(g, nodes=tuple(_fused(g, ctx)))
     scratch = _plan(g, ctx)
     body = "".join(_node_code(n, ctx) for n in g.nodes)
-    lay = Layout("float", g.x.size, g.y.size, None, 0, 0, 1, mode, 1, 1,
-                 "float", "float", "float", "float", 32)  # fmt: skip
+    lay = Layout(numeric="float", channels=g.x.size, outputs=g.y.size, enc_dim=None, hidden=0,
+                 layers=0, width=1, mode=mode, num_steps=1, lag=1, in_t="float", out_t="float",
+                 act_t="float", acc_t="float", sample_bits=32)  # fmt: skip
     refuse = emit_common.refusal(_refused(g.accepted), g.x.size)
     step = (f"    float S[{scratch}];\n" if scratch else "") + refuse + body + _finish(g, ctx)
     decls = "\n".join(a.declaration() for a in ctx.arrays)

@@ -52,7 +52,7 @@ def layer_kind(module: nn.Module, name: str) -> str:
     return kind
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Structure:
     """The parts of a supported decoder, checked; modules are the model's own (not copies)."""
 
@@ -109,10 +109,11 @@ def _read_aegru(model: nn.Module) -> Structure:
         layer_kind(norm, f"cell_norms.{i}")
     window = model.mode == "window"
     return Structure(
-        "AEGRU", model.in_channels, model.bin_width, model.mode,
-        model.num_steps if window else 1, model.bin_width, "log_softplus",
-        model.encoder, model.norm, ENCODER_CLAMP, list(model.cells), list(model.cell_norms),
-        model.readout, _is_quantized(model),
+        family="AEGRU", channels=model.in_channels, width=model.bin_width, mode=model.mode,
+        num_steps=model.num_steps if window else 1, lag=model.bin_width,
+        transform="log_softplus", encoder=model.encoder, norm=model.norm, clamp=ENCODER_CLAMP,
+        cells=list(model.cells), norms=list(model.cell_norms), readout=model.readout,
+        quantized=_is_quantized(model),
     )  # fmt: skip
 
 
@@ -127,8 +128,10 @@ def _read_recurrent(model: nn.Module) -> Structure:
         raise CortexEdgeError(f"C export: input transform '{transform}' cannot be emitted")
     cells = _gru_layers(model.rnn, "rnn")
     return Structure(
-        type(model).__name__, model.in_channels, 1, "stateful", 1, 1, transform,
-        None, None, None, cells, [None] * len(cells), model.readout, _is_quantized(model),
+        family=type(model).__name__, channels=model.in_channels, width=1, mode="stateful",
+        num_steps=1, lag=1, transform=transform, encoder=None, norm=None, clamp=None,
+        cells=cells, norms=[None] * len(cells), readout=model.readout,
+        quantized=_is_quantized(model),
     )  # fmt: skip
 
 

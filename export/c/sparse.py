@@ -81,7 +81,7 @@ def _literal(v, dtype: np.dtype) -> str:
     return str(int(v))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stored:
     """One matrix as stored: its format, arrays, bytes and the MACs one full mat-vec executes."""
 
@@ -166,8 +166,9 @@ def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Store
         row_macs = tuple(int(n) for n in nz_rows)
     dense_count, effective = linear(w)
     return Stored(
-        name, fmt, rows, cols, arrays, int(w.nbytes), _csr_bytes(w),
-        dense_count if fmt == "dense" else effective, row_macs,
+        name=name, fmt=fmt, rows=rows, cols=cols, arrays=arrays, dense_bytes=int(w.nbytes),
+        csr_bytes=_csr_bytes(w), macs=dense_count if fmt == "dense" else effective,
+        row_macs=row_macs,
     )  # fmt: skip
 
 
