@@ -1,17 +1,21 @@
-"""Weight storage for the C generator: dense or sparse (CSR) per matrix, chosen and reported.
+"""Weight storage for the C generator: dense, CSR or bit mask per matrix, chosen and reported.
 
-A matrix [rows, cols] is stored either dense (row-major) or as CSR: per-row start offsets
-(`ptr`, rows+1 entries), the column index of every non-zero (`idx`) and its value (`val`), so
-the executed MACs equal the non-zeros (the NeuroBench effective count). Every layer reads one
-row at a time through `row_<name>(r, x)`, so the storage choice changes one small function.
+A matrix [rows, cols] is stored dense (row-major), as CSR (per-row start offsets `ptr`, rows+1
+entries, the column index of every non-zero `idx` and its value `val`) or, for int8, as a
+bit mask (one bit per entry, 32 columns per word, `ptr` and `val` as CSR): the mask spends one
+bit per entry instead of a byte per non-zero, so pruning saves flash at any density below
+about 85%. Sparse formats execute the non-zeros only (the NeuroBench effective count). Every
+layer reads one row at a time through `row_<name>(r, x)`, so the storage choice changes one
+small function.
 
-Choice (`policy`): "dense", "sparse", "size" (fewer bytes) or "auto" (fewer estimated Cortex-M4
-instructions, ties broken by size). The estimates are the generated loops as gcc -O2 compiles
-them for the Cortex-M4: a dense int8 row 2 instructions per MAC (two word loads, four SXTB16
-and two SMLAD per four MACs: `row_function`), a dense float row 5 (2 loads, VMLA, compare,
-branch), and 6 per stored non-zero (the column index load on top), plus the row set-up; so an
-int8 matrix goes CSR below about a third of its entries, a float one below about 80%. On a
-host CPU dense rows are the faster ones (they vectorize).
+Choice (`policy`): "dense", "sparse" (CSR), "mask", "size" (fewer bytes) or "auto" (fewer
+estimated Cortex-M4 instructions, ties broken by size). The estimates are the generated loops
+as gcc -O2 compiles them for the Cortex-M4: a dense int8 row 2 instructions per MAC (two word
+loads, four SXTB16 and two SMLAD per four MACs: `row_function`), a dense float row 5 (2 loads,
+VMLA, compare, branch), 6 per stored CSR non-zero (the column index load on top) and 7 per mask
+non-zero (finding the next set bit) plus 4 per mask word, plus the row set-up; so an int8
+matrix goes sparse below about a third of its entries, a float one below about 80%. On a host
+CPU dense rows are the faster ones (they vectorize).
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ import numpy as np
 from cortexedge.errors import CortexEdgeError
 from cortexedge.macs import linear
 
-POLICIES = ("auto", "dense", "sparse", "size")
+POLICIES = ("auto", "dense", "sparse", "mask", "size")
 DENSE_INSNS_PER_MAC, DENSE_INSNS_PER_ROW = 5.0, 8.0  # float rows
 DSP_INSNS_PER_MAC = 2.0  # int8 rows with SMLAD
 CSR_INSNS_PER_NZ, CSR_INSNS_PER_ROW = 6.0, 12.0
+MASK_INSNS_PER_NZ, MASK_INSNS_PER_WORD, MASK_INSNS_PER_ROW = 7.0, 4.0, 12.0
 C_TYPES = {
     np.dtype(np.int8): "int8_t",
     np.dtype(np.uint8): "uint8_t",
     np.dtype(np.int16): "int16_t",
     np.dtype(np.uint16): "uint16_t",
     np.dtype(np.int32): "int32_t",
+    np.dtype(np.uint32): "uint32_t",
     np.dtype(np.int64): "int64_t",
     np.dtype(np.float32): "float",
 }
@@ -115,13 +121,26 @@ def _ptr_dtype(nnz: int) -> np.dtype:
     return np.dtype(np.uint16) if nnz <= 65535 else np.dtype(np.int32)
 
 
+def _words(cols: int) -> int:
+    return -(-cols // 32)
+
+
 def estimated_insns(w: np.ndarray, fmt: str) -> float:
     """Estimated Cortex-M4 instructions of one mat-vec in format `fmt`."""
-    rows = w.shape[0]
+    rows, nnz = w.shape[0], np.count_nonzero(w)
     if fmt == "dense":
         per_mac = DSP_INSNS_PER_MAC if w.dtype == np.int8 else DENSE_INSNS_PER_MAC
         return rows * DENSE_INSNS_PER_ROW + w.size * per_mac
-    return rows * CSR_INSNS_PER_ROW + np.count_nonzero(w) * CSR_INSNS_PER_NZ
+    if fmt == "mask":
+        words = rows * _words(w.shape[1])
+        return rows * MASK_INSNS_PER_ROW + words * MASK_INSNS_PER_WORD + nnz * MASK_INSNS_PER_NZ
+    return rows * CSR_INSNS_PER_ROW + nnz * CSR_INSNS_PER_NZ
+
+
+def _mask_bytes(w: np.ndarray) -> int:
+    nnz = int(np.count_nonzero(w))
+    rows = w.shape[0]
+    return rows * _words(w.shape[1]) * 4 + (rows + 1) * _ptr_dtype(nnz).itemsize + nnz
 
 
 def _csr_bytes(w: np.ndarray) -> int:
@@ -131,14 +150,19 @@ def _csr_bytes(w: np.ndarray) -> int:
 
 
 def choose(w: np.ndarray, policy: str) -> str:
-    """'dense' or 'csr' for matrix `w` under `policy` (see the module docstring)."""
+    """'dense', 'csr' or (int8) 'mask' for matrix `w` under `policy` (see the module
+    docstring)."""
     if policy not in POLICIES:
         raise CortexEdgeError(
             f"sparse: policy must be one of {', '.join(POLICIES)}, got {policy!r}"
         )
     sizes = {"dense": w.nbytes, "csr": _csr_bytes(w)}
-    if policy in ("dense", "sparse"):
-        return {"dense": "dense", "sparse": "csr"}[policy]
+    if w.dtype == np.int8:
+        sizes["mask"] = _mask_bytes(w)
+    if policy == "mask" and "mask" not in sizes:
+        raise CortexEdgeError("sparse: the 'mask' format stores int8 matrices only")
+    if policy in ("dense", "sparse", "mask"):
+        return {"dense": "dense", "sparse": "csr", "mask": "mask"}[policy]
     if policy == "size":
         return min(sizes, key=lambda f: (sizes[f], f != "dense"))
     cost = {f: estimated_insns(w, f) for f in sizes}
@@ -155,6 +179,18 @@ def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Store
     if fmt == "dense":
         arrays = (CArray(f"{name}_w", (w.T if columns else w).reshape(-1)),)
         row_macs = tuple([cols] * rows)
+    elif fmt == "mask":
+        r, c = np.nonzero(w)
+        ptr = np.concatenate([[0], np.cumsum(nz_rows)]).astype(_ptr_dtype(len(r)))
+        padded = np.zeros((rows, _words(cols) * 32), dtype=bool)
+        padded[:, :cols] = w != 0
+        bits = (padded.reshape(rows, -1, 32) * (1 << np.arange(32, dtype=np.uint64))).sum(-1)
+        arrays = (
+            CArray(f"{name}_mask", bits.astype(np.uint32).reshape(-1)),
+            CArray(f"{name}_ptr", ptr),
+            CArray(f"{name}_val", w[r, c]),
+        )
+        row_macs = tuple(int(n) for n in nz_rows)
     else:
         r, c = np.nonzero(w)
         ptr = np.concatenate([[0], np.cumsum(nz_rows)]).astype(_ptr_dtype(len(r)))
@@ -186,12 +222,39 @@ DSP_DOT = """    int i = 0;
         a += (int32_t)w[i] * x[i];
     }}
 """
-# what the dense int8 rows need: the ACLE intrinsics where the core has the DSP extension
+# what the int8 rows need: the ACLE intrinsics where the core has the DSP extension (dense),
+# a count of trailing zeros (mask: one instruction pair, RBIT + CLZ, on the Cortex-M4)
 DSP_HELPERS = """
 #if defined(__ARM_FEATURE_SIMD32)
 #include <arm_acle.h>
 #define ROR8(v) ((int32_t)(((uint32_t)(v) >> 8) | ((uint32_t)(v) << 24)))
 #endif
+#if defined(__GNUC__)
+#define CE_CTZ(v) __builtin_ctz(v)
+#else
+static int ce_ctz(uint32_t v)
+{
+    int n = 0;
+    while (!(v & 1u)) {
+        v >>= 1;
+        ++n;
+    }
+    return n;
+}
+#define CE_CTZ(v) ce_ctz(v)
+#endif
+"""
+MASK_DOT = """    const uint32_t *m = {name}_mask + (long)r * {words};
+    const int8_t *v = {name}_val + {name}_ptr[r];
+    int g;
+    for (g = 0; g < {words}; ++g) {{ /* the set bits of word g: the non-zero columns */
+        uint32_t bits = m[g];
+        const int8_t *xg = x + 32 * g;
+        while (bits) {{
+            a += (int32_t)*v++ * xg[CE_CTZ(bits)];
+            bits &= bits - 1u;
+        }}
+    }}
 """
 
 
@@ -201,7 +264,9 @@ def row_function(s: Stored, acc: str, xtype: str) -> str:
     DSP extension (__ARM_FEATURE_SIMD32: Cortex-M4/M7/M33), else the plain loop, which gives
     the same integers (exact sums; needs DSP_HELPERS in the file)."""
     head = f"static {acc} row_{s.name}(int r, const {xtype} *x)\n{{\n    {acc} a = 0;\n"
-    if s.fmt == "dense" and s.arrays[0].ctype == "int8_t" and xtype == "int8_t":
+    if s.fmt == "mask":
+        body = MASK_DOT.format(name=s.name, words=_words(s.cols))
+    elif s.fmt == "dense" and s.arrays[0].ctype == "int8_t" and xtype == "int8_t":
         body = (f"    const int8_t *w = {s.name}_w + (long)r * {s.cols};\n"
                 + DSP_DOT.format(cols=s.cols))  # fmt: skip
     elif s.fmt == "dense":

@@ -121,7 +121,8 @@ def test_executed_macs_follow_the_mac_rules(pruned_export):
     "policy, density, dtype, want",
     [("auto", 0.5, np.int8, "dense"), ("auto", 0.2, np.int8, "csr"),  # SMLAD: 2 insns/MAC
      ("auto", 0.5, np.float32, "csr"), ("auto", 1.0, np.float32, "dense"),
-     ("size", 0.5, np.int8, "dense"), ("size", 0.2, np.int8, "csr"),
+     ("size", 0.5, np.int8, "mask"), ("size", 0.2, np.int8, "mask"),
+     ("size", 0.5, np.float32, "csr"), ("mask", 1.0, np.int8, "mask"),
      ("dense", 0.1, np.int8, "dense"), ("sparse", 1.0, np.int8, "csr")],
 )  # fmt: skip
 def test_storage_choice(policy, density, dtype, want):
@@ -131,8 +132,13 @@ def test_storage_choice(policy, density, dtype, want):
     w = w.astype(dtype)
     stored = sparse.store("m", w, policy)
     assert stored.fmt == want
-    assert stored.macs == (np.count_nonzero(w) if want == "csr" else w.size)
-    assert stored.nbytes == (stored.csr_bytes if want == "csr" else stored.dense_bytes)
+    assert stored.macs == (w.size if want == "dense" else np.count_nonzero(w))
+    if want != "mask":
+        assert stored.nbytes == (stored.csr_bytes if want == "csr" else stored.dense_bytes)
+    else:  # one bit per entry, a start offset per row, the non-zero values
+        rows, cols = w.shape
+        nnz = np.count_nonzero(w)
+        assert stored.nbytes == rows * -(-cols // 32) * 4 + (rows + 1) * 2 + nnz
 
 
 def test_unsupported_layers_are_named():

@@ -30,10 +30,12 @@ def poisson(rows: int, channels: int, seed: int = 0, lam: float = 0.5) -> np.nda
     return np.random.default_rng(seed).poisson(lam, (rows, channels)).astype(np.float32)
 
 
-def small_aegru(mode: str, layers: int = 1, seed: int = 0) -> AEGRU:
+def small_aegru(mode: str, layers: int = 1, seed: int = 0, pruned: bool = False) -> AEGRU:
     torch.manual_seed(seed)
     m = AEGRU(12, hidden=8, enc_dim=8, layers=layers, bin_width=4, num_steps=3, mode=mode,
               training_parts=False).eval()  # fmt: skip
+    if pruned:
+        prune_half(m)
     calib = window_batches(poisson(800, 12), 4, 3)
     return ptq(m, calib if mode == "window" else calib.reshape(1, -1, 12))
 
@@ -95,14 +97,17 @@ def test_int_model_file_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     "mode, layers, policy, top",  # top: max_count, 3- or 8-bit stored samples
-    [("window", 2, "dense", 5), ("window", 1, "sparse", 255), ("stateful", 1, "sparse", 5)],
-)
+    [("window", 2, "dense", 5), ("window", 1, "sparse", 255), ("stateful", 1, "sparse", 5),
+     ("window", 1, "mask", 5)],
+)  # fmt: skip
 def test_c_equals_reference_bit_for_bit(tmp_path, mode, layers, policy, top):
     from cortexedge.export.c import build
 
-    im = int_model(read_structure(small_aegru(mode, layers)), max_count=top)
+    model = small_aegru(mode, layers, pruned=policy == "mask")
+    im = int_model(read_structure(model), max_count=top)
     program = emit_int.emit(im, policy)
-    assert {m.fmt for m in program.matrices} == {"dense" if policy == "dense" else "csr"}
+    want = {"dense": "dense", "sparse": "csr", "mask": "mask"}[policy]
+    assert {m.fmt for m in program.matrices} == {want}
     for name, text in program.files().items():
         (tmp_path / name).write_text(text)
     lib = CLibrary(build.host_library(tmp_path), "int", 2, 12)

@@ -96,6 +96,8 @@ def test_c_target_with_a_prefix_runs_under_qemu_and_prints_instructions_per_bin(
         (["--name", "x"], "error: --name only apply to --target c"),
         (["--qemu", "--name", "y"], "error: --name, --qemu only apply to --target c"),
         (["--target", "c", "--name", "9lives"], "error: name: '9lives' is not a C identifier"),
+        (["--sparse", "size"], "error: --sparse only apply to --target c"),
+        (["--target", "c", "--sparse", "bsr"], "error: sparse: must be one of auto, dense"),
     ],
 )
 def test_c_options_are_checked_in_one_line(cli, run_dir, tmp_path, extra, message):
