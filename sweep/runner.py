@@ -192,6 +192,7 @@ def run(
             cpus = int(ray.cluster_resources().get("CPU", 1))
             bar = Progress(len(todo)) if progress else None
             _collect(*_submit(plan, todo, out), out, bar, cpus)
+            results.clear_stale(out)  # a worker killed mid-cell left its staging folder
             if bar:
                 bar.close()
         finally:
