@@ -11,7 +11,6 @@ in closed form), each exported by `to_onnx` and built in C from that graph by `e
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -54,20 +53,7 @@ def _models(reaching, two_photon, aegru, stateful) -> dict:
     }  # fmt: skip
 
 
-def _p50(path: Path, backend: str, rows: np.ndarray, warmup: int = 200) -> float:
-    from cortexedge.runtime import StreamingDecoder
-
-    dec = StreamingDecoder(path, backend=backend)
-    times = []
-    for i, row in enumerate(rows):
-        t0 = time.perf_counter_ns()
-        dec.step(row)
-        if i >= warmup:
-            times.append(time.perf_counter_ns() - t0)
-    return float(np.median(times) / 1e3)
-
-
-def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int) -> dict:
+def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int, latency) -> dict:
     import torch
 
     from cortexedge.export.api import to_onnx
@@ -93,12 +79,15 @@ def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int) ->
         "flash_bytes": arm.get("flash_bytes"), "state_bytes": mem["state_bytes"],
         "ram_bytes": mem.get("ram_bytes") or mem.get("ram_bytes_bound"),
         "m4_insns_per_bin": insns, "m4_insns_per_mac": insns / macs if insns else None,
-        "host_c_p50_us": _p50(path, "c", rows), "host_ort_p50_us": _p50(path, "ort", rows),
+        "host_c_p50_us": latency(path, "c", rows)["p50_us"],
+        "host_ort_p50_us": latency(path, "ort", rows)["p50_us"],
     }  # fmt: skip
 
 
-def run(work: Path, qemu_bins: int, latency_bins: int, reaching, aegru, stateful) -> list[dict]:
-    """Build and measure every decoder; one row each."""
+def run(work: Path, qemu_bins: int, latency_bins: int, reaching, aegru, stateful,
+        latency) -> list[dict]:  # fmt: skip
+    """Build and measure every decoder; one row each. `latency(path, backend, rows)` is
+    c_target's per-bin timing of `StreamingDecoder.step`."""
     from cortexedge.train.data.synth import generate
 
     # 30 Hz frames: a longer session, so the test split holds 10,000 frames
@@ -106,7 +95,7 @@ def run(work: Path, qemu_bins: int, latency_bins: int, reaching, aegru, stateful
     rows = []
     (work / "families").mkdir(parents=True, exist_ok=True)
     for name, (make, rec) in _models(reaching, two_photon, aegru, stateful).items():
-        rows.append(_one(name, make, rec, work / "families", qemu_bins, latency_bins))
+        rows.append(_one(name, make, rec, work / "families", qemu_bins, latency_bins, latency))
         print(_line(rows[-1]), flush=True)
     return rows
 

@@ -133,6 +133,7 @@ def _window_builds(args, rec, x: np.ndarray, y: np.ndarray, float_ckpt, int_ckpt
     builds = {}
     for name, ckpt, opts in (("float", float_ckpt, {}),
                              ("int8 pruned", int_ckpt, {"max_count": args.max_count,
+                                                        "sparse": args.sparse,
                                                         "reference_bins": 10_000})):  # fmt: skip
         out = args.work / f"c-{name.split()[0]}"
         res = export_c(ckpt, out, recording=rec, verify_bins=10_000, qemu_bins=args.qemu_bins,
@@ -157,7 +158,8 @@ def _stateful_builds(args, rec, x: np.ndarray, model, qat) -> dict:
         out = args.work / f"c-{name.split()[0]}-stateful"
         res = export_c(_stateful_model(source, x.shape[1], quantized), out, recording=rec,
                        verify_bins=2000, qemu_bins=args.qemu_bins,
-                       **({"max_count": args.max_count} if quantized else {}))  # fmt: skip
+                       **({"max_count": args.max_count, "sparse": args.sparse}
+                          if quantized else {}))  # fmt: skip
         rows = np.minimum(x, args.max_count) if quantized else x
         path = out / "decoder.onnx"
         name = f"{name} stateful (latency only)"
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--qemu-bins", type=int, default=2000)
     parser.add_argument("--max-count", type=int, default=7)
     parser.add_argument("--part", choices=("all", "aegru", "families"), default="all")
+    parser.add_argument("--sparse", default="auto", help="weight storage of the int8 builds")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     summary = {}
@@ -192,14 +195,15 @@ def main(argv: list[str] | None = None) -> dict:
         stateful = _stateful_model(model, rec.x.shape[1], quantized=False)
         print(" | ".join(_c_families.HEAD))
         summary["families"] = _c_families.run(args.work, args.qemu_bins, args.latency_bins,
-                                              rec, model.inference_module(), stateful)  # fmt: skip
+                                              rec, model.inference_module(), stateful,
+                                              _latency)  # fmt: skip
     if args.part in ("all", "aegru"):
         summary.update(_aegru(args))
         _print(summary)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"c_target{'' if args.part == 'all' else '_' + args.part}.json").write_text(
-        json.dumps(summary, indent=1)
-    )
+    suffix = ("" if args.part == "all" else f"_{args.part}") + (
+        "" if args.sparse == "auto" else f"_{args.sparse}")  # fmt: skip
+    (RESULTS / f"c_target{suffix}.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 

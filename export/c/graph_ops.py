@@ -251,7 +251,7 @@ def _rows_times(ctx, node: CNode, a: Tensor, w: np.ndarray, bias: np.ndarray | N
 def _gemm(node: CNode, ctx) -> str:
     a, b, c = node.input(0), node.input(1), node.input(2)
     alpha, beta = node.attrs.get("alpha", 1.0), node.attrs.get("beta", 1.0)
-    if node.attrs.get("transA", 0) and a.shape[0] != 1:
+    if node.attrs.get("transA", 0) and a.shape[1] != 1:  # A is [K, M]: one row of A^T only
         raise refuse(node, "transA with more than one row")
     if not b.const or (c is not None and not c.const):
         raise refuse(node, "a weight or bias computed at run time")
