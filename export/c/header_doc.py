@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 
 from cortexedge.contract import DecoderMetadata
+from cortexedge.export.c.symbols import model_name
 
 WIDTH = 92  # columns of the comment text
 
@@ -70,7 +71,7 @@ def doc_lines(meta: DecoderMetadata, man: dict) -> list[str]:
     mode = meta.streaming.mode
     window = f", a window of {meta.streaming.window} bins" if meta.streaming.window else ""
     return [
-        f"{man['family']} decoder, {man['numeric']} path, {mode} streaming{window}.",
+        f"{model_name(man['family'])} decoder, {man['numeric']} path, {mode} streaming{window}.",
         f"Sample period: {meta.bin_ms:g} ms (one {p}_step call per bin of that length).",
         *_input(meta, man, p),
         *_outputs(meta, man, p),

@@ -28,9 +28,15 @@ MAX_LENGTH = 24  # leaves room for the longest suffix within C99's 31 significan
 _MARK = re.compile(r"^ \* symbol prefix: (\w+)$", re.M)
 
 
-def default_prefix(model_name: str) -> str:
+def model_name(family: str) -> str:
+    """What to call a model in generated files: its family, or for a user's class recorded as
+    `path/to/file.py:Class` only the class (no path of the machine it was exported on)."""
+    return family.rsplit(":", 1)[-1]
+
+
+def default_prefix(family: str) -> str:
     """A prefix from a model's name: "NormGRU" -> "normgru", "aegru" -> "aegru"."""
-    name = re.sub(r"\W+", "_", model_name.rsplit(":", 1)[-1]).strip("_").lower()
+    name = re.sub(r"\W+", "_", model_name(family)).strip("_").lower()
     name = name[:MAX_LENGTH] or "decoder"
     return name if name[0].isalpha() else f"d_{name}"[:MAX_LENGTH]
 

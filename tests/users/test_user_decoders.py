@@ -154,3 +154,27 @@ def test_a_checkpoint_of_user_code_is_refused_without_trust_code(recording, tmp_
     trusted = subprocess.run([*export, "--trust-code"], capture_output=True, text=True)
     assert trusted.returncode == 0, trusted.stderr
     assert marker.exists() and (tmp_path / "d.onnx").is_file()
+
+
+def test_a_user_conv_decoder_builds_in_c_from_its_graph(recording, tmp_path):
+    # no reader of the class: the C comes from the exported graph (causal Conv1d buffer, GRU),
+    # named after the class only (no path of this machine), at the recording's 20 ms period
+    run, folder = tmp_path / "run", tmp_path / "c"
+    _run("train", "--data", str(recording), "--model", f"{HERE / 'conv_gru.py:ConvGRU'}",
+         "--epochs", "1", "--out", str(run))  # fmt: skip
+    out = _run("export", str(run), "--target", "c", "--out", str(folder), "--data",
+               str(recording), "--trust-code")  # fmt: skip
+    assert "float path" in out
+    header = (folder / "decoder.h").read_text()
+    assert " * ConvGRU decoder, float path, stateful streaming." in header
+    assert "Sample period: 20 ms" in header and str(HERE) not in header
+    assert "int convgru_step(convgru_state_t *state" in header
+    _run("profile", str(folder), "--data", str(recording), "--backend", "all", "--json",
+         str(tmp_path / "p.json"))  # fmt: skip
+    profiled = _json(tmp_path / "p.json")
+    assert (
+        profiled["c_build"]["macs_executed"]
+        == _json(folder / "decoder_c.json")["macs"]["executed_per_step"]
+    )
+    assert profiled["backends"]["c"]["max_abs_diff_vs_first"] <= 1e-5
+    assert profiled["r2"] == pytest.approx(_onnx_score(folder / "decoder.onnx")["value"], abs=1e-4)
