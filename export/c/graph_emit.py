@@ -24,7 +24,7 @@ from cortexedge.export.c import emit_common, graph_ops, graph_tables
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor
 from cortexedge.export.c.program import Program
-from cortexedge.export.c.sparse import CArray, Stored, matvec_function, store
+from cortexedge.export.c.sparse import CArray, Stored, float_literal, matvec_function, store
 
 ALIGN = 4  # scratch offsets in floats (16 bytes: aligned vector loads on the host)
 LOOP_NAMES = ("o", "i", "s", "j", *(f"i{k}" for k in range(8)))
@@ -106,11 +106,7 @@ class Context:
     def helper(self, key: str, code: str) -> None:
         self.helpers.setdefault(key, code)
 
-    def literal(self, v: float) -> str:
-        if not np.isfinite(v):
-            return "INFINITY" if v > 0 else "-INFINITY"
-        text = f"{np.float32(v):.9g}"
-        return text + ("f" if any(c in text for c in ".e") else ".0f")
+    literal = staticmethod(float_literal)
 
 
 def _plan(g: CGraph, ctx: Context) -> int:
@@ -236,7 +232,7 @@ def _finish(g: CGraph, ctx: Context) -> str:
 
 def _refused(accepted: tuple[float | None, float | None]) -> str:
     """The C condition of a value the float decoder refuses: NaN, ±inf, outside the range."""
-    lit = Context("").literal
+    lit = float_literal
     parts = ["!(v - v == 0.0f)"]  # NaN and ±inf (inf - inf is NaN)
     lo, hi = accepted
     parts += [f"v < {lit(lo)}"] if lo is not None else []
@@ -260,7 +256,7 @@ def _reset(g: CGraph) -> str:
         if s.spec.fill != 0.0:
             lines.append(
                 f"    for (i = 0; i < {s.input.size}; ++i) {{\n"
-                f"        state->s{k}[i] = {Context('').literal(s.spec.fill)};\n    }}"
+                f"        state->s{k}[i] = {float_literal(s.spec.fill)};\n    }}"
             )
     decl = "    long i;\n" if len(lines) > 1 else ""
     return decl + "\n".join(lines) + "\n"

@@ -76,10 +76,17 @@ class CArray:
         )
 
 
+def float_literal(v: float) -> str:
+    """A C float literal of `v` rounded to float32 (±inf as INFINITY, from <math.h>)."""
+    if not np.isfinite(v):
+        return "INFINITY" if v > 0 else "-INFINITY"
+    text = f"{float(np.float32(v)):.9g}"
+    return text + ("f" if any(ch in text for ch in ".e") else ".0f")
+
+
 def _literal(v, dtype: np.dtype) -> str:
     if dtype == np.float32:
-        text = f"{float(v):.9g}"
-        return text + ("f" if any(ch in text for ch in ".e") else ".0f")
+        return float_literal(v)
     if dtype == np.int64:
         return f"INT64_C({int(v)})"
     if dtype == np.int32 and int(v) == -(2**31):
