@@ -18,23 +18,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cortexedge.atomic import staged_folder
 from cortexedge.compress.qat import full_state_dict, quantize
 from cortexedge.compress.quant_gru import QuantSpec
 from cortexedge.compress.recipe import CompressResult
 from cortexedge.compress.structured import PlanStep, replay
 
-COMPRESSION_FILE = "compression.json"
 CONFIG_KEY = "compression"
 
 
 def save_compressed(
     result: CompressResult, out: str | os.PathLike, *, extra: dict | None = None
 ) -> Path:
-    """Write the compressed model to the folder `out`: checkpoint files plus compression.json.
+    """Write the compressed model to the folder `out`: checkpoint files plus compression.json,
+    staged and put in place whole (an earlier run's files go; the user's stay).
 
     `extra`: run facts to carry over from the source checkpoint (family, preprocessing, ...).
     """
-    from cortexedge.train.checkpoint import save_checkpoint, write_json
+    from cortexedge.train.checkpoint import COMPRESSION_FILE, not_ours, save_checkpoint, write_json
 
     out = Path(out)
     info = {
@@ -48,12 +49,13 @@ def save_compressed(
         "scales": result.scales,
     }
     extra = {k: v for k, v in (extra or {}).items() if k != CONFIG_KEY}
-    with full_state_dict():
-        save_checkpoint(result.model, out, extra={**extra, CONFIG_KEY: info})
-    write_json(
-        out / COMPRESSION_FILE,
-        {"recipe": result.recipe.to_json(), "stages": result.stages},
-    )
+    with staged_folder(out, keep=not_ours) as stage:
+        with full_state_dict():
+            save_checkpoint(result.model, stage, extra={**extra, CONFIG_KEY: info})
+        write_json(
+            stage / COMPRESSION_FILE,
+            {"recipe": result.recipe.to_json(), "stages": result.stages},
+        )
     return out
 
 

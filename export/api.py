@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import nn
 
+from cortexedge.atomic import refuse_overwriting
 from cortexedge.contract import DecoderMetadata
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export import finalize
@@ -185,7 +186,10 @@ def to_onnx(
     - `trust_code`: import the user class a checkpoint names (refused without it).
     Raises CortexEdgeError for bad inputs and for an export that fails verification.
     """
+    from cortexedge.train.checkpoint import run_files
+
     out = finalize.check_out_path(path)
+    refuse_overwriting(out, recording, model_or_checkpoint, *run_files(model_or_checkpoint))
     opset = check_opset(opset)
     if isinstance(verify_bins, bool) or not isinstance(verify_bins, int) or verify_bins < MIN_BINS:
         raise CortexEdgeError(f"verify_bins: must be an integer >= {MIN_BINS}, got {verify_bins!r}")

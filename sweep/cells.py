@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from cortexedge.atomic import write_atomic
-from cortexedge.sweep.results import CELL_RESULT, staged
+from cortexedge.atomic import staged_folder, write_atomic
+from cortexedge.sweep.results import CELL_RESULT
 
 
 def pin_threads(threads: int) -> None:
@@ -50,7 +50,7 @@ def train_run(recording: str, group: dict, folder: str, threads: int) -> str:
     settings = dict(group["train"])
     kind = target_kind(rec, settings.get("task"))
     model = model_for(group["decoder"], rec, kind, group["model"], group["data"], group["seed"])
-    with staged(final) as tmp:
+    with staged_folder(final) as tmp:
         ce.fit(model, rec, out=tmp, data=group["data"], seed=group["seed"], progress=False,
                threads=threads, **settings)  # fmt: skip
     return str(final)
@@ -79,7 +79,7 @@ def build_cell(cell: dict, trained: str, folder: str, threads: int) -> dict:
     model, config = load_checkpoint(trained, trust_code=trust)
     recipe = ce.Recipe(**cell["recipe"], seed=cell["seed"])
     train = cell["train"]
-    with staged(Path(folder)) as tmp:
+    with staged_folder(Path(folder)) as tmp:
         source = trained  # an empty recipe is the uncompressed baseline: export the run itself
         if recipe.sparsity or recipe.structured or recipe.bits is not None:
             stride = train.get("train_stride", 1)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from cortexedge.atomic import clear_stages
 
 RESULTS = "results.jsonl"
 CELL_RESULT = "result.json"
@@ -52,22 +50,7 @@ def complete(out: Path) -> set[str]:
     }
 
 
-@contextmanager
-def staged(final: Path) -> Iterator[Path]:
-    """A fresh folder that replaces `final` whole when the block succeeds (else is removed)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".stage-{final.name}-", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def clear_stale(out: Path) -> None:
     """Remove staging folders left by a killed run (nothing else is running on `out`)."""
     for sub in ("cells", "trained"):
-        for tmp in (out / sub).glob(".stage-*") if (out / sub).is_dir() else ():
-            shutil.rmtree(tmp, ignore_errors=True)
+        clear_stages(out / sub)

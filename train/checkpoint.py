@@ -30,6 +30,25 @@ from cortexedge.errors import CheckpointError
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+EPOCHS_FILE = "epochs.jsonl"
+COMPRESSION_FILE = "compression.json"
+# what train and compress write into a run folder; anything else in it is the user's
+RUN_FILES = frozenset((WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, EPOCHS_FILE, COMPRESSION_FILE))
+
+
+def run_files(source: object) -> list[Path]:
+    """The files a command reads from a run folder (none when `source` is not a folder path)."""
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
+        return []
+    return [Path(source) / name for name in sorted(RUN_FILES)]
+
+
+def not_ours(name: str) -> bool:
+    """True for a run folder's entry that no command made: replacing the run keeps it."""
+    return name not in RUN_FILES
+
+
 _RESERVED = (
     "format_version", "model", "model_class", "model_code", "model_config", "versions", "sha256"
 )  # fmt: skip

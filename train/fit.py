@@ -16,7 +16,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,12 +26,19 @@ import torch
 from torch import Tensor, nn
 
 from cortexedge import metrics as M
-from cortexedge.atomic import fsync_dir
+from cortexedge.atomic import publish_folder, staging_folder
 from cortexedge.errors import CortexEdgeError
 from cortexedge.recording import Recording
 from cortexedge.scoring import target_kind
 from cortexedge.train.causal import score_model
-from cortexedge.train.checkpoint import registered_name, save_checkpoint, write_json
+from cortexedge.train.checkpoint import (
+    EPOCHS_FILE,
+    METRICS_FILE,
+    not_ours,
+    registered_name,
+    save_checkpoint,
+    write_json,
+)
 from cortexedge.train.data.windows import Windows
 from cortexedge.train.models.registry import constructor_args
 from cortexedge.train.progress import TrainProgress, stage
@@ -206,7 +212,7 @@ def fit(
     plan = _plan(model, recording, family, task, monitor, data, windows, loss, train_stride)
     seed_everything(seed)
     out = Path(out) if out is not None else None
-    stage = _stage_folder(out) if out is not None else None
+    stage = staging_folder(out) if out is not None else None
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or 1)
     try:
@@ -282,27 +288,13 @@ def _plan(model, recording, family, task, monitor, data, windows, loss, train_st
     return _Plan(kind, monitor, preprocessing, train, scored, step, durations, spec.solve)
 
 
-def _stage_folder(out: Path) -> Path:
-    """A fresh hidden folder next to `out` that the run writes into until it is complete, so a
-    run that fails or is killed leaves `out` as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-
-
 def _publish(model: nn.Module, stage: Path, out: Path, config: dict, metrics: dict) -> None:
-    """Write the checkpoint and metrics into the staged folder, then move it into place: a new
-    `out` by one rename, an existing one file by file (each file whole)."""
-    save_checkpoint(model, stage, extra=config)
-    write_json(stage / "metrics.json", metrics)
-    fsync_dir(stage)
+    """Write the checkpoint and metrics into the staged folder, then put it in place whole (an
+    earlier run's files go; files the user put in `out` stay)."""
     try:
-        if not out.exists():
-            os.rename(stage, out)
-            fsync_dir(out.parent)
-            return
-        for f in sorted(stage.iterdir()):
-            os.replace(f, out / f.name)
-        fsync_dir(out)
+        save_checkpoint(model, stage, extra=config)
+        write_json(stage / METRICS_FILE, metrics)
+        publish_folder(stage, out, keep=not_ours)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -411,7 +403,7 @@ def _train(
             }
             history.append(row)
             if out is not None:  # the staged run folder
-                with open(out / "epochs.jsonl", "a") as f:
+                with open(out / EPOCHS_FILE, "a") as f:
                     f.write(json.dumps(row) + "\n")
             bar.epoch(epoch, val[monitor])
             late = s.max_seconds is not None and row["seconds"] > s.max_seconds

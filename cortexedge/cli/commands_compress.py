@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from cortexedge.cli.options import trust_code_option
+from cortexedge.cli.options import check_run_out, force_option, trust_code_option
 from cortexedge.errors import CortexEdgeError
 
 # config.json entries of the source run that describe the data and carry over to the output
@@ -113,11 +113,12 @@ def _table(stages: list[dict]) -> str:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: fit's).")
 @trust_code_option
+@force_option
 def compress(
     run: Path, out: Path, data_path: Path | None, sparsity: float, structured: float,
     bits: int | None, act_bits: int, per_channel: bool, scope: str, schedule: str,
     importance: str, finetune_epochs: int, qat_epochs: int | None, lr: float, qat_lr: float,
-    train_stride: int | None, seed: int, threads: int | None, trust_code: bool,
+    train_stride: int | None, seed: int, threads: int | None, trust_code: bool, force: bool,
 ) -> None:  # fmt: skip
     """Compress the decoder of run folder RUN into a new checkpoint folder."""
     from cortexedge.compress.recipe import Recipe
@@ -128,10 +129,7 @@ def compress(
         finetune_epochs=finetune_epochs, qat_epochs=qat_epochs, lr=lr, qat_lr=qat_lr, seed=seed,
     )  # fmt: skip
     recipe.validate()
-    if out.resolve() == run.resolve():
-        raise CortexEdgeError(f"--out must differ from the input checkpoint {run}")
-    if out.exists() and not out.is_dir():
-        raise CortexEdgeError(f"--out {out} exists and is not a folder")
+    check_run_out(out, force, run, data_path)
     for name, value in (("--train-stride", train_stride), ("--threads", threads)):
         if value is not None and value < 1:
             raise CortexEdgeError(f"{name} must be >= 1, got {value}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cortexedge.atomic import refuse_overwriting
 from cortexedge.errors import CortexEdgeError
 
 
@@ -87,8 +88,7 @@ def convert(file: Path, out: Path, fmt: str, options: tuple[str, ...], **named) 
     """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB, or any
     .mat/.npz/HDF5 file with its arrays named by --x and --y) to a recording."""
     _check_out(out)
-    if out.resolve() == file.resolve():
-        raise CortexEdgeError(f"--out {out} is the input file; choose another path")
+    refuse_overwriting(out, file, option="--out")
     from cortexedge.train.data.readers import read
 
     kwargs = _parse_options(options) | _named_arrays(named)

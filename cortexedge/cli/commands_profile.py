@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from cortexedge.atomic import refuse_overwriting
 from cortexedge.errors import CortexEdgeError
 
 
@@ -88,9 +89,11 @@ def profile(
 
     if data is not None and synthetic:
         raise CortexEdgeError("choose either --data or --synthetic, not both")
-    for out in (json_out, plot):
+    for option, out in (("--json", json_out), ("--plot", plot)):
         if out is not None and not out.parent.exists():
             raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+        if out is not None:
+            refuse_overwriting(out, decoder, data, option=option)
     if backend != "all" and backend not in BACKENDS:
         raise CortexEdgeError(
             f"--backend: '{backend}' is not available (choose from {sorted(BACKENDS)} or all)"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from cortexedge.cli.options import check_run_out, force_option
 from cortexedge.errors import CortexEdgeError
 from cortexedge.families import help_text
 
@@ -57,9 +58,7 @@ QUICK = {"epochs": 2, "train_stride": 8, "patience": 2}  # a smoke run, not a re
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train] epochs.")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
 @click.option("--quick", is_flag=True, help="Smoke run: 2 epochs on every 8th training window.")
-@click.option(
-    "--force", is_flag=True, help="Replace the run in an existing --out folder (its files only)."
-)
+@force_option
 def train(
     data_path: Path,
     model_name: str,
@@ -77,13 +76,7 @@ def train(
     from cortexedge.train.config import RunConfig, load_config
     from cortexedge.user_code import is_code_ref, parse_ref, register_user_class
 
-    if out.exists() and not out.is_dir():
-        raise CortexEdgeError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise CortexEdgeError(
-            f"--out {out} already holds files; pass --force to replace the run in it, "
-            "or choose a new folder"
-        )
+    check_run_out(out, force, data_path, config_path)
     cfg = load_config(config_path) if config_path is not None else RunConfig()
     cfg.model.update(_json_object(model_args))
     if is_code_ref(model_name):

@@ -26,6 +26,7 @@ import numpy as np
 from torch import nn
 
 from cortexedge import __version__
+from cortexedge.atomic import refuse_overwriting, staged_folder
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import build, emit_int, qemu, verify_c
 from cortexedge.export.c.graph_emit import emit_graph
@@ -34,7 +35,7 @@ from cortexedge.export.c.graph_ops import C_OPS
 from cortexedge.export.c.header_doc import document
 from cortexedge.export.c.int_extract import int_model
 from cortexedge.export.c.model_ir import read_structure
-from cortexedge.export.c.publish import check_out, publish, staging_folder
+from cortexedge.export.c.publish import check_out
 from cortexedge.export.c.readme import readme
 from cortexedge.export.c.sparse import POLICIES
 from cortexedge.export.c.symbols import check_prefix, default_prefix, prefixed
@@ -164,9 +165,12 @@ def export_c(
     from cortexedge.export.api import load_model
     from cortexedge.export.streamable import inference_copy
     from cortexedge.export.tracing import is_quantized
+    from cortexedge.train.checkpoint import run_files
 
     out = Path(out_dir).absolute()  # the builds run in other working folders
     check_out(out, MANIFEST)
+    refuse_overwriting(out, recording, onnx_path, model_or_checkpoint,
+                       *run_files(model_or_checkpoint))  # fmt: skip
     if name is not None:
         check_prefix(name)
     rec = Recording.load(recording) if isinstance(recording, (str, os.PathLike)) else recording
@@ -176,8 +180,7 @@ def export_c(
     imodel = None
     if resolved == "int":  # fails on a layer it cannot read before anything is exported
         imodel = int_model(read_structure(inference_copy(model)), max_count)
-    work = staging_folder(out)
-    try:
+    with staged_folder(out) as work:
         with stage(progress, "exporting decoder.onnx and verifying it against torch"):
             _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options)
         if imodel is not None:
@@ -187,9 +190,6 @@ def export_c(
         prefix = name or default_prefix(loaded.meta.model_family)
         manifest = _build(program, imodel, loaded, work, rec, verify_bins, reference_bins,
                           cortex_m, qemu_bins, sparse, progress, prefix)  # fmt: skip
-        publish(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return CExport(out, manifest)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import click
 import pytest
@@ -92,7 +93,7 @@ def test_output_must_differ_from_the_run_and_the_run_must_exist(run, tmp_path) -
     before = _digest(run / "run")
     same = CliRunner().invoke(cli, ["compress", str(run / "run"), "--bits", "8", "--out",
                                     str(run / "run")])  # fmt: skip
-    assert same.exit_code == 2 and "--out must differ from the input checkpoint" in same.output
+    assert same.exit_code == 2 and "is the input" in same.output
     missing = CliRunner().invoke(cli, ["compress", str(tmp_path / "nope"), "--bits", "8",
                                        "--out", str(tmp_path / "o")])  # fmt: skip
     assert missing.exit_code == 2 and "checkpoint folder not found" in missing.output
@@ -100,3 +101,25 @@ def test_output_must_differ_from_the_run_and_the_run_must_exist(run, tmp_path) -
                                        str(tmp_path / "o")])  # fmt: skip
     assert no_data.exit_code == 2 and "pass --data" in no_data.output
     assert _digest(run / "run") == before
+
+
+@pytest.mark.slow
+def test_compress_into_another_run_needs_force_and_then_leaves_none_of_its_files(run, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(run / "run", other)
+    (other / "notes.txt").write_text("my notes")
+    before = _digest(other)
+    args = ["compress", str(run / "run"), "--data", str(run / "rec.npz"), "--bits", "8",
+            "--finetune-epochs", "0", "--qat-epochs", "1", "--train-stride", "16", "--threads",
+            "1", "--out", str(other)]  # fmt: skip
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "already holds files; pass --force" in refused.output
+    assert _digest(other) == before
+    done = CliRunner().invoke(cli, [*args, "--force"])
+    assert done.exit_code == 0, done.output
+    # the other run's metrics and epoch log described another model: they are gone
+    assert sorted(_digest(other)) == [
+        "compression.json", "config.json", "model.safetensors", "notes.txt"
+    ]  # fmt: skip
+    assert (other / "notes.txt").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]  # no staging folder left

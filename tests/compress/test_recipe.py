@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from cortexedge.compress.artifacts import COMPRESSION_FILE, load_compressed, save_compressed
+from cortexedge.compress.artifacts import load_compressed, save_compressed
 from cortexedge.compress.recipe import Recipe, compress
 from cortexedge.errors import CortexEdgeError
+from cortexedge.train.checkpoint import COMPRESSION_FILE
 from cortexedge.train.data.synth_reaching import reaching
 
 C, E, H = 12, 16, 16

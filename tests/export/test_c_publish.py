@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from cortexedge.atomic import STAGE
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c.generate import export_c
-from cortexedge.export.c.publish import PREFIX, _exchange
 from tests.export.small_models import SMALL, build
 
 
@@ -26,7 +26,7 @@ def test_a_rebuild_swaps_the_whole_folder_and_leaves_nothing_behind(models, tmp_
     out = tmp_path / "c"
     _export(models[0], out)
     first = json.loads((out / "decoder_c.json").read_text())
-    (tmp_path / f"{PREFIX}c-stale").mkdir()  # left by a killed export
+    (tmp_path / f".c{STAGE}stale").mkdir()  # left by a killed export
     _export(models[1], out)
     second = json.loads((out / "decoder_c.json").read_text())
     # the C state is the graph's h: 2 layers of 24, then of 16
@@ -47,12 +47,3 @@ def test_a_folder_of_the_users_files_is_refused_and_untouched(models, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "decoder.h"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["firmware"]
 
-
-def test_exchange_swaps_two_folders_atomically(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    (a / "which").write_text("a")
-    (b / "which").write_text("b")
-    assert _exchange(a, b)  # Linux renameat2(RENAME_EXCHANGE)
-    assert (a / "which").read_text() == "b" and (b / "which").read_text() == "a"
