@@ -175,6 +175,9 @@ class CBackend:
                 f"{folder / man['library']}: built for {isa} CPUs, which this one is not; "
                 "export again on this machine"
             )
+        if sorted(e["name"] for e in man["states"]) != sorted(s.name for s in model.meta.states):
+            raise ContractError(f"{folder / MANIFEST}: the C build's states are not the states "
+                                f"of {model.path.name}; export both again")  # fmt: skip
         channels, outputs = int(np.prod(model.meta.input.shape)), len(model.meta.outputs)
         self.lib = CLibrary(folder / man["library"], man["numeric"], outputs, channels)
         self.batch, self.channels, self.outputs = batch, channels, outputs

@@ -3,7 +3,8 @@
 The manifest lists every file of the build that the runtime trusts (`files`: the library, the
 sources, decoder.onnx, the integer reference) with its sha256, and carries `sha256`, a seal over
 all of its own entries. `load_manifest` refuses, each in one ContractError line:
-- a manifest that is missing, unreadable, of another version, or lacks a key the runtime reads;
+- a manifest that is missing, unreadable, of another version, or lacks a key the runtime reads
+  or holds one of the wrong type (checked after the seal: a hand-made manifest can be resealed);
 - an edited manifest (seal mismatch);
 - a `library` that is not a plain file name listed in `files` (no path leaves the folder, so
   `../../other/libdecoder.so` or libc is never loaded);
@@ -22,7 +23,9 @@ from cortexedge.errors import ContractError
 
 MANIFEST = "decoder_c.json"
 MANIFEST_VERSION = 2  # 2: files and their hashes, the seal
-REQUIRED = ("library", "numeric", "graph_sha256", "layout", "states", "files", "sha256")
+# every key the runtime reads (the backend, and profile's C build figures), with its JSON type
+REQUIRED = {"library": str, "numeric": str, "graph_sha256": str, "layout": dict, "states": list,
+            "files": dict, "macs": dict, "memory": dict, "sha256": str}  # fmt: skip
 
 
 def seal(manifest: dict) -> str:
@@ -69,8 +72,35 @@ def load_manifest(folder: str | Path) -> dict:
         )
     if seal(man) != man["sha256"]:
         raise ContractError(f"{path}: the manifest was modified after the build (sha256 mismatch)")
+    _check_types(path, man)
     _check_files(folder, man)
     return man
+
+
+def _check_types(path: Path, man: dict) -> None:
+    """Refuse an entry of the wrong type even in a sealed manifest (the seal is no secret: a
+    hand-made manifest may be sealed again), so no read of it fails with a TypeError."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(man[key], kind):
+            raise ContractError(f"{path}: '{key}' must be a JSON {_JSON[kind]}, got "
+                                f"{type(man[key]).__name__}; export again")  # fmt: skip
+    if man["numeric"] not in ("float", "int"):
+        raise ContractError(f"{path}: numeric {man['numeric']!r} is not 'float' or 'int'")
+    for i, entry in enumerate(man["states"]):
+        need = _STATE_KEYS.get(entry.get("kind")) if isinstance(entry, dict) else None
+        if need is None or any(k not in entry for k in need):
+            raise ContractError(f"{path}: states[{i}] is not a state entry of a C build")
+    for key, need in _NESTED.items():
+        if any(k not in man[key] for k in need):
+            raise ContractError(f"{path}: '{key}' lacks {', '.join(need)}; export again")
+    if not all(isinstance(v, str) for v in man["files"].values()):
+        raise ContractError(f"{path}: 'files' must map file names to sha256 strings")
+
+
+_JSON = {str: "string", dict: "object", list: "array"}
+_NESTED = {"macs": ("executed_per_step",), "memory": ("weights_bytes", "state_bytes")}
+_STATE_KEYS = {"tensor": ("name", "offset", "size"), "history": ("name", "rows"),
+               "hidden": ("name", "layers")}  # fmt: skip
 
 
 def _check_files(folder: Path, man: dict) -> None:
