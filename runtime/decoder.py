@@ -65,6 +65,8 @@ class StreamingDecoder:
         # Python screen; a refusal is then explained by the exact check, or re-raised
         self._values = not self._backend.checks_values
         self._fast = self._backend.step_bin
+        # a backend that may refuse a value mid-block checks a whole block first (the C build)
+        self._check_block = getattr(self._backend, "check_block", None)
         self._y: np.ndarray | None = None
         self._row: np.ndarray | None = None
         self._bins = 0
@@ -105,9 +107,9 @@ class StreamingDecoder:
                 self._check.into(bin, x, None, self._label, self._values)
                 try:
                     y = self._backend.step(x)
-                except CortexEdgeError:
+                except CortexEdgeError as e:
                     self._check.check_values(x, self._label)
-                    raise
+                    raise CortexEdgeError(f"{self._label(None)}: {e}") from None
                 self._scratch, self._last = self._last, x
             self._bins += 1
             if y is not self._y:  # backends reuse one output buffer: its row view is made once
@@ -123,13 +125,16 @@ class StreamingDecoder:
         All bins are validated before any is decoded, so a bad bin changes nothing.
         """
         with self._lock:
-            arr = np.asarray(bins)
-            n, start = (arr.shape[0] if arr.ndim else 0), self._bins
+            start = self._bins
+            arr = self._check.as_block(bins, lambda r: f"bin {start + (r or 0)}")
+            n = arr.shape[0] if arr.ndim else 0
             x = self._check(
                 arr,
                 n,
                 lambda r: f"bins {start}..{start + n - 1}" if r is None else f"bin {start + r}",
             )
+            if self._check_block is not None and n:
+                self._check_block(x, lambda r: f"bin {start + r}")
             out = np.empty((n, len(self.meta.outputs)), dtype=self.model.y_dtype)
             step = self._backend.step
             for i in range(n):

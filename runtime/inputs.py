@@ -125,6 +125,23 @@ class BinChecker:
         self.into(x, out, rows, label)
         return out
 
+    def as_block(self, x: Any, label: Label) -> np.ndarray:
+        """`x` as an array of rows; a list of rows that cannot be one names its first row of
+        the wrong shape (`label(r)`), a ragged row included."""
+        try:
+            return np.asarray(x)
+        except (ValueError, TypeError) as e:
+            for r, row in enumerate(x if isinstance(x, list | tuple) else ()):
+                try:
+                    shape = np.shape(row)
+                except (ValueError, TypeError):
+                    shape = "a ragged list"
+                if shape != self._shape:
+                    raise CortexEdgeError(
+                        f"{label(r)}: expected shape {self._shape}, got {shape}"
+                    ) from None
+            raise CortexEdgeError(f"{label(None)}: not an array of numbers ({e})") from None
+
     def check_values(self, out: np.ndarray, label: Label) -> None:
         """The exact value check of a block `out` [rows, *shape] already in the input dtype."""
         self._exact(out.reshape(len(out), -1), label)

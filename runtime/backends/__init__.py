@@ -39,6 +39,9 @@ class Backend(Protocol):
       input dtype and shape into `into` (a bound buffer), checks its values and decodes it,
       returning a new [D] output; it returns None, having changed nothing, for any other bin
       or a refused value, and the caller then takes the general path.
+    - `check_block(x, label)` (optional): refuse, before any row of a validated block
+      [rows, ...] is decoded, a value `step` would refuse mid-block (CortexEdgeError naming
+      the row by `label(r)`), so that `StreamingDecoder.run` changes nothing on a bad bin.
     """
 
     name: ClassVar[str]

@@ -229,6 +229,21 @@ class CBackend:
             raise _bad_value(x.reshape(-1)[bad], bad, self.batch, self.channels, "stream")
         return self._y
 
+    def check_block(self, x: np.ndarray, label: Callable[[int], str]) -> None:
+        """Refuse, before any bin of a block x [rows, ...] is decoded, a value the build would
+        refuse mid-block (the integer build takes whole counts only); `label(r)` names row r.
+        The other checks of the shim (NaN, inf, the input range) are the runtime's own."""
+        if self.lib.numeric != "int":
+            return
+        flat = x.reshape(len(x), -1)
+        bad = flat != np.floor(flat)
+        if bad.any():
+            row, channel = (int(i) for i in np.argwhere(bad)[0])
+            raise CortexEdgeError(
+                f"{label(row)}: channel {channel}: {flat[row, channel]:g} is not a whole spike "
+                "count the integer C build accepts (0 .. max_count)"
+            )
+
     def read_state(self) -> dict[str, np.ndarray]:
         out = {}
         for entry in self._map:
