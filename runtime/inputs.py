@@ -180,11 +180,16 @@ def check_states(states: Any, like: dict[str, np.ndarray]) -> dict[str, np.ndarr
     """Validate a state dict against `like` (same names, shapes, finite numbers); cast copies."""
     if not isinstance(states, dict):
         raise CortexEdgeError(f"state: expected a dict of arrays, got {type(states).__name__}")
-    if sorted(states) != sorted(like):
-        raise CortexEdgeError(f"state: expected names {sorted(like)}, got {sorted(states)}")
+    if set(states) != set(like):  # a set: keys need not be comparable (1 and "h")
+        raise CortexEdgeError(
+            f"state: expected names {sorted(like)}, got {sorted(map(str, states))}"
+        )
     out = {}
     for name, ref in like.items():
-        value = np.asarray(states[name])
+        try:
+            value = np.asarray(states[name])
+        except (ValueError, TypeError) as e:
+            raise CortexEdgeError(f"state '{name}': not an array of numbers ({e})") from None
         if value.dtype.kind not in "biuf":
             raise CortexEdgeError(f"state '{name}': dtype {value.dtype} is not numeric")
         if value.shape != ref.shape:
