@@ -160,8 +160,10 @@ def read_config(folder: str | os.PathLike) -> dict:
     if not isinstance(config, dict) or "format_version" not in config:
         raise CheckpointError(f"{path}: missing 'format_version' (not a cortexedge checkpoint?)")
     version = config["format_version"]
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise CheckpointError(f"{path}: format_version must be a whole number, got {version!r:.40}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"{path}: format_version must be a whole number ≥ 1, got {version!r:.40}"
+        )
     for key, kind in (("model_config", dict), ("model", str), ("sha256", str)):
         if config.get(key) is not None and not isinstance(config[key], kind):
             raise CheckpointError(f"{path}: {key} must be a JSON {kind.__name__}, got "
@@ -218,16 +220,37 @@ def _check_tensors(tensors: dict[str, torch.Tensor], model: nn.Module, path: Pat
 
 
 def _check_size(config: dict, folder: Path, file_bytes: int, trust_code: bool) -> None:
-    """Refuse a config whose model would not fit its weights file (built on the meta device,
-    so nothing is allocated): an edited size would otherwise allocate before any check."""
-    with torch.device("meta"):
-        shell = build_from_config(config, folder, trust_code)
-    need = sum(t.numel() * t.element_size() for t in shell.state_dict().values())
-    if need > file_bytes:
+    """Refuse a config whose model would not fit its weights file. The model is built on the
+    meta device (nothing allocated) and the build stops at the first tensor past the file's
+    size, so an edited `layers: 100000` is refused at once rather than built for minutes."""
+    from torch.nn.modules import module
+
+    need, sizes = 0, {}  # a tensor registered again under one name counts once
+
+    class TooBig(Exception):
+        pass
+
+    def count(owner: nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+        nonlocal need
+        size = 0 if tensor is None else tensor.numel() * tensor.element_size()
+        need += size - sizes.get((id(owner), name), 0)
+        sizes[(id(owner), name)] = size
+        if need > file_bytes:
+            raise TooBig
+
+    hooks = (module.register_module_parameter_registration_hook(count),
+             module.register_module_buffer_registration_hook(count))  # fmt: skip
+    try:
+        with torch.device("meta"):
+            build_from_config(config, folder, trust_code)
+    except TooBig:
         raise CheckpointError(
-            f"{folder}: the config describes a model of {need:,} bytes but "
+            f"{folder}: the config describes a model of {need:,} bytes or more but "
             f"{WEIGHTS_FILE} holds {file_bytes:,} (config.json edited?)"
-        )
+        ) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def read_sealed(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:

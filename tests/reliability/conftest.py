@@ -52,6 +52,15 @@ def pipeline(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="session")
+def compressed(pipeline) -> Path:
+    """The pipeline's run quantized to W8A8 (no fine-tuning): a compressed checkpoint."""
+    out = pipeline.root / "w8"
+    invoke(["compress", pipeline.run, "--data", pipeline.recording, "--out", out, "--bits", 8,
+            "--finetune-epochs", 0])  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
 def int_build(tmp_path_factory) -> Path:
     """The folder of a W8A8 AEGRU's integer C build (whole counts 0..7, 10 channels)."""
     if not HAVE_CC:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -227,8 +228,21 @@ def test_tensors_of_another_dtype_are_refused(ckpt, dtype):
 def test_a_huge_size_is_refused_before_anything_is_allocated(ckpt):
     config = json.loads((ckpt / CONFIG_FILE).read_text())
     _edit_config(ckpt, model_config={**config["model_config"], "hidden": 200_000})
-    with pytest.raises(CheckpointError, match=r"describes a model of [\d,]+ bytes but"):
+    with pytest.raises(
+        CheckpointError, match=r"\bc: the config describes a model of [\d,]+ bytes or more but"
+    ):
         load_checkpoint(ckpt)
+
+
+def test_a_huge_layer_count_is_refused_without_building_it(ckpt):
+    """100,000 small layers: the build stops at the first tensor past the file's 1,888 bytes
+    (the whole build would count ~170 MB and take minutes)."""
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    _edit_config(ckpt, model_config={**config["model_config"], "layers": 100_000})
+    with pytest.raises(CheckpointError, match=r"holds 1,888 \(config.json edited\?\)$") as e:
+        load_checkpoint(ckpt)
+    counted = int(re.search(r"model of ([\d,]+) bytes", str(e.value))[1].replace(",", ""))
+    assert 1_888 < counted < 1_888 + 2_000
 
 
 @pytest.mark.parametrize(
