@@ -243,7 +243,13 @@ class Recording:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz` (no pickles), or one clear error for anything else."""
+    """Every array of an `.npz` (no pickles), or one clear error for anything else. A file
+    that is not a zip is refused before numpy sees it, as numpy would call it a pickle."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise RecordingError(f"{path}: not an .npz recording (no zip header: empty, truncated "
+                             "or another kind of file)")  # fmt: skip
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
@@ -272,6 +278,8 @@ def _check_fields(data: dict) -> tuple[int, float, dict]:
         if key not in data:
             raise RecordingError(f"missing field '{key}' (not a cortexedge recording?)")
     version = _scalar(data, "format_version", int)
+    if version < 1:
+        raise RecordingError(f"format_version: expected a whole number ≥ 1, got {version}")
     if version > FORMAT_VERSION:
         raise RecordingError(
             f"format version {version} is newer than this cortexedge ({FORMAT_VERSION}); "

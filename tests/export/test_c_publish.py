@@ -46,4 +46,3 @@ def test_a_folder_of_the_users_files_is_refused_and_untouched(models, tmp_path):
     assert (out / "README.md").read_text() == "my notes"
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "decoder.h"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["firmware"]
-
