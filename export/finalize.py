@@ -26,6 +26,7 @@ import onnx
 from onnx import numpy_helper
 
 from cortexedge import __version__
+from cortexedge.contract import PREFIX
 from cortexedge.errors import CortexEdgeError
 
 SAFE_PASSES = [
@@ -62,7 +63,20 @@ def check_out_path(path: str | os.PathLike) -> Path:
         raise CortexEdgeError(f"output folder does not exist: {path.parent}")
     if path.is_dir():
         raise CortexEdgeError(f"output path is a folder, expected a file name: {path}")
+    if path.exists() and not _written_by_us(path):
+        raise CortexEdgeError(
+            f"output {path} exists and is not a decoder cortexedge wrote; choose another path"
+        )
     return path
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether `path` is an ONNX file carrying our contract (an earlier export, replaceable)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # any decode failure: not an ONNX file at all
+        return False
+    return any(p.key.startswith(PREFIX) for p in model.metadata_props)
 
 
 def _io_names(model: onnx.ModelProto) -> tuple[list[str], list[str]]:

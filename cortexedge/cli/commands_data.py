@@ -7,18 +7,13 @@ from pathlib import Path
 
 import click
 
-from cortexedge.atomic import refuse_overwriting
+from cortexedge.cli.options import check_file_out, replace_option
 from cortexedge.errors import CortexEdgeError
 
 
 @click.group()
 def data() -> None:
     """Make, convert and inspect recordings (.npz)."""
-
-
-def _check_out(out: Path) -> None:
-    if not out.parent.exists():
-        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
 
 
 def _parse_options(options: tuple[str, ...]) -> dict:
@@ -41,9 +36,12 @@ def _parse_options(options: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--channels", type=int, default=None, help="Channels / neurons (reaching: 96|192).")
 @click.option("--minutes", type=float, default=None, help="Recording length in minutes.")
-def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float | None) -> None:
+@replace_option
+def synth(
+    kind: str, out: Path, seed: int, channels: int | None, minutes: float | None, force: bool
+) -> None:
     """Generate a deterministic synthetic recording of KIND."""
-    _check_out(out)
+    check_file_out(out, force)
     from cortexedge.train.data.synth import generate
 
     kwargs = {k: v for k, v in (("channels", channels), ("minutes", minutes)) if v is not None}
@@ -84,11 +82,13 @@ def synth(kind: str, out: Path, seed: int, channels: int | None, minutes: float 
 )
 @click.option("--trials", metavar="KEY", help="Array of trial ids: split by whole trials.")
 @click.option("--continuous", is_flag=True, help="x is continuous (rates, ΔF/F), not counts.")
-def convert(file: Path, out: Path, fmt: str, options: tuple[str, ...], **named) -> None:
+@replace_option
+def convert(
+    file: Path, out: Path, fmt: str, options: tuple[str, ...], force: bool, **named
+) -> None:
     """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB, or any
     .mat/.npz/HDF5 file with its arrays named by --x and --y) to a recording."""
-    _check_out(out)
-    refuse_overwriting(out, file, option="--out")
+    check_file_out(out, force, file)
     from cortexedge.train.data.readers import read
 
     kwargs = _parse_options(options) | _named_arrays(named)
