@@ -87,5 +87,7 @@ def test_cli_convert_and_formats(tmp_path: Path) -> None:
     assert Recording.load(out).modality == "calcium"
     listed = runner.invoke(cli, ["data", "formats"])
     assert [line.split()[0] for line in listed.output.splitlines()] == list(READERS)
-    bad = runner.invoke(cli, ["data", "convert", str(tmp_path / "x.mat"), "--out", str(out)])
+    again = runner.invoke(cli, ["data", "convert", str(calcium_file(tmp_path)), "--out", str(out)])
+    assert again.exit_code == 2 and "exists; pass --force to replace it" in again.output
+    bad = runner.invoke(cli, ["data", "convert", str(tmp_path / "x.mat"), "--out", str(out) + "2"])
     assert bad.exit_code == 2 and "recording not found" in bad.output
