@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.outcomes import record
+
+GROUP = "7 kills (SIGINT, SIGKILL)"
 DRIVER = Path(__file__).with_name("kill_driver.py")
 GRU = ["--model", "gru", "--model-args", '{"hidden": 8}', "--quick"]
 
@@ -103,6 +106,9 @@ def test_a_killed_command_leaves_the_old_artifact_or_the_new_one(killed, command
             assert k["left"] == [], where
         else:
             assert k["signal"] == 9 and all(_staging(n) for n in k["left"]), where
+        # in the battery's terms: the old artifact intact is a clean refusal, the new one whole
+        # is a result equal to the uninterrupted run's
+        record(GROUP, "refused" if k["state"] == case["old"] else "accepted")
     # some kill points land before the new artifact is in place and, for a folder (whose old
     # copy is removed after the exchange), some after
     outcomes = {k["state"] == case["old"] for k in case["kills"]}
