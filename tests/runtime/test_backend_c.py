@@ -21,6 +21,7 @@ from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
 from cortexedge.train.models.rnn import GRUDecoder
 from tests.export.c_helpers import contract_onnx, ptq, window_batches
+from tests.runtime.test_threads import shared_steps_are_whole
 
 C = 10
 
@@ -40,6 +41,12 @@ def int_build(tmp_path_factory):
     export_c(model, tmp / "c", onnx_path=onnx, max_count=7, verify_bins=300, reference_bins=100,
              cortex_m=False)  # fmt: skip
     return tmp / "c" / "decoder.onnx"
+
+
+def test_a_shared_c_decoder_loses_and_doubles_no_step(int_build):
+    # the step is one call that holds the GIL (a PyDLL entry point), so it is whole even
+    # without the decoder's lock; this keeps it so if the call ever releases the GIL
+    shared_steps_are_whole(int_build, "c")
 
 
 def test_c_is_registered_and_the_runtime_stays_torch_free():
