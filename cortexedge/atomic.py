@@ -162,3 +162,19 @@ def refuse_overwriting(out: str | os.PathLike, *inputs: object, option: str = "o
         if target == source or target in source.parents:
             what = "is" if target == source else "holds"
             raise CortexEdgeError(f"{option} {out} {what} the input {given}; choose another path")
+
+
+def check_file_out(
+    out: str | os.PathLike, *inputs: object, option: str = "output", exists: str | None = None
+) -> Path:
+    """The file output `out`, refused when its folder is missing, it is a folder, it is or holds
+    one of `inputs`, or it exists and `exists` says why it may not be replaced (None: it may)."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
+    if out.is_dir():
+        raise CortexEdgeError(f"output path is a folder, expected a file name: {out}")
+    refuse_overwriting(out, *inputs, option=option)
+    if exists is not None and out.exists():
+        raise CortexEdgeError(f"{option} {out} exists{exists}")
+    return out

@@ -26,6 +26,7 @@ import onnx
 from onnx import numpy_helper
 
 from cortexedge import __version__
+from cortexedge.atomic import check_file_out
 from cortexedge.contract import PREFIX
 from cortexedge.errors import CortexEdgeError
 
@@ -57,17 +58,12 @@ FOLDABLE = {
 
 
 def check_out_path(path: str | os.PathLike) -> Path:
-    """The output path, refused early when its folder is missing or it names a folder."""
+    """The output path, refused early when its folder is missing, it names a folder, or it
+    holds a file that no export of ours wrote (an earlier export may be replaced)."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise CortexEdgeError(f"output folder does not exist: {path.parent}")
-    if path.is_dir():
-        raise CortexEdgeError(f"output path is a folder, expected a file name: {path}")
-    if path.exists() and not _written_by_us(path):
-        raise CortexEdgeError(
-            f"output {path} exists and is not a decoder cortexedge wrote; choose another path"
-        )
-    return path
+    theirs = path.is_file() and not _written_by_us(path)
+    return check_file_out(path, exists=" and is not a decoder cortexedge wrote; choose another "
+                          "path" if theirs else None)  # fmt: skip
 
 
 def _written_by_us(path: Path) -> bool:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from cortexedge.cli.options import check_file_out, replace_option
+from cortexedge.atomic import check_file_out
+from cortexedge.cli.options import REPLACE_REFUSED, replace_option
 from cortexedge.errors import CortexEdgeError
 
 
@@ -41,7 +42,7 @@ def synth(
     kind: str, out: Path, seed: int, channels: int | None, minutes: float | None, force: bool
 ) -> None:
     """Generate a deterministic synthetic recording of KIND."""
-    check_file_out(out, force)
+    check_file_out(out, option="--out", exists=None if force else REPLACE_REFUSED)
     from cortexedge.train.data.synth import generate
 
     kwargs = {k: v for k, v in (("channels", channels), ("minutes", minutes)) if v is not None}
@@ -88,7 +89,7 @@ def convert(
 ) -> None:
     """Convert FILE (NeuroBench .mat, real reaching .npz, calcium/widefield, NWB, or any
     .mat/.npz/HDF5 file with its arrays named by --x and --y) to a recording."""
-    check_file_out(out, force, file)
+    check_file_out(out, file, option="--out", exists=None if force else REPLACE_REFUSED)
     from cortexedge.train.data.readers import read
 
     kwargs = _parse_options(options) | _named_arrays(named)

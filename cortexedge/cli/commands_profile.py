@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cortexedge.atomic import refuse_overwriting
+from cortexedge.atomic import check_file_out
 from cortexedge.errors import CortexEdgeError
 
 
@@ -90,10 +90,8 @@ def profile(
     if data is not None and synthetic:
         raise CortexEdgeError("choose either --data or --synthetic, not both")
     for option, out in (("--json", json_out), ("--plot", plot)):
-        if out is not None and not out.parent.exists():
-            raise CortexEdgeError(f"output folder does not exist: {out.parent}")
         if out is not None:
-            refuse_overwriting(out, decoder, data, option=option)
+            check_file_out(out, decoder, data, option=option)
     if backend != "all" and backend not in BACKENDS:
         raise CortexEdgeError(
             f"--backend: '{backend}' is not available (choose from {sorted(BACKENDS)} or all)"

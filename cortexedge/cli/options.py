@@ -25,18 +25,7 @@ force_option = click.option(
 replace_option = click.option(
     "--force", is_flag=True, help="Replace an existing --out file (refused without it)."
 )
-
-
-def check_file_out(out: Path, force: bool, *inputs: Path | None) -> None:
-    """Refuse a file `--out` in a missing folder, that is a folder or an input, or that
-    exists (unless `force`): a recording written earlier is not lost to a repeated command."""
-    if not out.parent.is_dir():
-        raise CortexEdgeError(f"output folder does not exist: {out.parent}")
-    if out.is_dir():
-        raise CortexEdgeError(f"--out {out} is a folder; give a file name")
-    refuse_overwriting(out, *inputs, option="--out")
-    if out.exists() and not force:
-        raise CortexEdgeError(f"--out {out} exists; pass --force to replace it")
+REPLACE_REFUSED = "; pass --force to replace it"  # why an existing file output is refused
 
 
 def check_run_out(out: Path, force: bool, *inputs: Path | None) -> None:
