@@ -31,6 +31,21 @@ def _atomic_write(path: Path, write) -> None:
         write(f)
 
 
+PNG_MARK = "cortexedge profile"  # the PNG text chunk that marks a plot as profile's own
+
+
+def written_by_profile(path: Path) -> bool:
+    """Whether `path` is a summary or a plot that profile wrote (so a new run may replace it)."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\x89PNG"):
+        return PNG_MARK.encode() in raw[:4096]  # text chunks come before the image data
+    try:
+        summary = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(summary, dict) and {"decoder", "macs_per_op"} <= summary.keys()
+
+
 def write_json(summary: dict, path: str | os.PathLike) -> None:
     """The summary as indented JSON (atomic)."""
     text = json.dumps(summary, indent=2, default=float).encode()
@@ -138,7 +153,7 @@ def save_plot(run: ProfileRun, path: str | os.PathLike, max_bins: int = 1000) ->
     if truth is not None:
         _trace_panels(axes[1:], run, truth, max_bins)
     canvas = FigureCanvasAgg(fig)
-    _atomic_write(Path(path), lambda f: canvas.print_png(f))
+    _atomic_write(Path(path), lambda f: canvas.print_png(f, metadata={"Software": PNG_MARK}))
 
 
 def _latency_panel(ax, run: ProfileRun) -> None:

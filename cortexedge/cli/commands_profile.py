@@ -91,7 +91,9 @@ def profile(
         raise CortexEdgeError("choose either --data or --synthetic, not both")
     for option, out in (("--json", json_out), ("--plot", plot)):
         if out is not None:
-            check_file_out(out, decoder, data, option=option)
+            theirs = out.is_file() and not report.written_by_profile(out)
+            check_file_out(out, decoder, data, option=option, exists=" and is not a file "
+                           "profile wrote; choose another path" if theirs else None)  # fmt: skip
     if backend != "all" and backend not in BACKENDS:
         raise CortexEdgeError(
             f"--backend: '{backend}' is not available (choose from {sorted(BACKENDS)} or all)"

@@ -23,6 +23,7 @@ def _user_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "notes.txt").write_text("my notes")
     (folder / "decoder.h").write_text("/* my own header */")
+    (folder / "figure.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))  # not profile's
     return folder
 
 
@@ -53,6 +54,10 @@ def _cases(c: SimpleNamespace) -> dict[str, tuple[list, tuple[Path, ...]]]:
                                          "--plot", rec], (onnx, rec)),
         "profile_json_in_missing_folder": (["profile", onnx, "--synthetic", "--bins", 20,
                                             "--json", missing / "p.json"], (onnx,)),
+        "profile_json_onto_user_file": (["profile", onnx, "--synthetic", "--bins", 20,
+                                         "--json", mine / "notes.txt"], (mine, onnx)),
+        "profile_plot_onto_user_png": (["profile", onnx, "--synthetic", "--bins", 20,
+                                        "--plot", mine / "figure.png"], (mine, onnx)),
         "profile_bad_backend": (["profile", onnx, "--synthetic", "--backend", "gpu"], (onnx,)),
         "profile_zero_bins": (["profile", onnx, "--synthetic", "--bins", 0], (onnx,)),
         "profile_missing_decoder": (["profile", missing / "d.onnx", "--synthetic"], ()),
@@ -147,3 +152,15 @@ def test_an_earlier_output_of_the_command_is_replaced(pipeline, tmp_path, comman
     }
     invoke(args[command])  # fmt: skip
     assert out.read_bytes() != before and out.stat().st_size > 1000
+
+
+def test_profile_replaces_its_own_summary_and_plot(pipeline, tmp_path):
+    from tests.reliability.conftest import invoke
+
+    outs = ["--json", tmp_path / "p.json", "--plot", tmp_path / "p.png"]
+    args = ["profile", pipeline.onnx, "--data", pipeline.recording, "--bins", 200, *outs]
+    invoke(args)
+    before = (tmp_path / "p.json").read_bytes()
+    invoke([*args, "--warmup", 10])
+    assert (tmp_path / "p.json").read_bytes() != before
+    assert b"cortexedge profile" in (tmp_path / "p.png").read_bytes()[:4096]
