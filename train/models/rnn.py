@@ -8,7 +8,8 @@ transposes around it, and `step` feeds it x_t.unsqueeze(0) and reads out from th
 state, so the exported step graph is Unsqueeze -> GRU -> Gather -> Gemm with no layout plumbing
 (onnxruntime pays about 0.3 µs per node on a streaming step).
 The "plain GRU of equal size" baseline for AEGRU is `GRUDecoder(C, hidden=64)` trained on the
-same binned windows.
+400 ms AEGRU's window spans, one row per step (binned windows would train it on inputs it never
+streams).
 """
 
 from __future__ import annotations
