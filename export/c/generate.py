@@ -150,8 +150,8 @@ def export_c(
 
     - `numeric`: "float", "int" (needs a QAT model) or "auto" (from the model);
     - `sparse`: weight storage policy per matrix ("auto", "dense", "sparse", "size");
-    - `max_count`: integer path, the largest raw count per sample the C code keeps (inputs
-      above it are clipped; fewer bits per stored sample save RAM);
+    - `max_count`: integer path, the largest raw count per sample the C code keeps (a larger
+      count is refused like any bad bin; fewer bits per stored sample save RAM);
     - `onnx_path`: an already exported graph of the same model (else `to_onnx` runs, with
       `recording` and `onnx_options`);
     - `verify_bins` rows are compared with onnxruntime, the first `reference_bins` with the
