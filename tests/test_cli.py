@@ -26,7 +26,19 @@ def test_every_subcommand_has_help(cmd):
 def test_unknown_option_exits_2():
     r = _run("data", "synth", "reaching", "--bogus")
     assert r.returncode == 2
-    assert "No such option '--bogus'" in r.stderr
+    assert r.stderr.splitlines() == [
+        "error: No such option '--bogus'. Did you mean '--out'?"
+        " (see 'cortexedge data synth --help')"
+    ]
+
+
+def test_a_bad_value_is_one_line_naming_the_option():
+    r = _run("train", "--epochs", "abc")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "error: Invalid value for '--epochs': 'abc' is not a valid integer range."
+        " (see 'cortexedge train --help')"
+    ]
 
 
 def test_missing_recording_is_one_line_exit_2(tmp_path):

@@ -15,9 +15,10 @@ USER_ERROR_EXIT = 2
 class _Group(click.Group):
     """A click group that turns user errors into one line on stderr and exit status 2."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> None:
+        # returns None: outside click's standalone mode `main` reads the result as the status
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)
         except CortexEdgeError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(USER_ERROR_EXIT)
@@ -58,13 +59,31 @@ def _register() -> None:
 _register()
 
 
+def _usage_line(e: click.UsageError) -> str:
+    """A misspelt option or bad value as one line, naming where help is."""
+    where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+    return f"error: {e.format_message()}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status instead of raising SystemExit."""
-    try:
-        cli.main(args=argv, prog_name="cortexedge", standalone_mode=True)
-    except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else USER_ERROR_EXIT
-    return 0
+    try:  # click returns the status of an exit it caught itself (ctx.exit, --help)
+        return cli.main(args=argv, prog_name="cortexedge", standalone_mode=False) or 0
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare group: its help, as click shows it
+        e.show()
+        return e.exit_code
+    except click.UsageError as e:
+        click.echo(_usage_line(e), err=True)
+        return USER_ERROR_EXIT
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        return e.exit_code
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:  # output piped into `head`: what click's standalone mode does too
+        sys.stdout = None
+        return 1
 
 
 if __name__ == "__main__":
