@@ -37,6 +37,7 @@ from cortexedge.export.verify import (
 )
 from cortexedge.families import streaming_of
 from cortexedge.recording import Recording
+from cortexedge.train.progress import stage
 
 if TYPE_CHECKING:
     import onnx
@@ -172,6 +173,7 @@ def to_onnx(
     verify_bins: int = MIN_BINS,
     simplify: bool = True,
     trust_code: bool = False,
+    progress: bool = False,
 ) -> ExportReport:
     """Export a decoder to one ONNX file at `path` and return what was measured.
 
@@ -184,6 +186,7 @@ def to_onnx(
     - `input_shape`, `modality` ("spikes", "calcium", "widefield"), `bin_ms`: only needed when
       neither the checkpoint nor the recording says.
     - `trust_code`: import the user class a checkpoint names (refused without it).
+    - `progress`: name each step (tracing, verification, scoring) on stderr while it runs.
     Raises CortexEdgeError for bad inputs and for an export that fails verification.
     """
     from cortexedge.train.checkpoint import run_files
@@ -202,11 +205,15 @@ def to_onnx(
         raise CortexEdgeError(
             f"recording: one bin has shape {list(rec.input_shape)}, the model reads {list(shape)}"
         )
-    step = _verified_step(source, specs, shape, modality, opset, verify_bins, simplify)
+    with stage(progress, f"tracing the step graph (opset {opset}) and verifying it against torch"):
+        step = _verified_step(source, specs, shape, modality, opset, verify_bins, simplify)
     graph, seq_check = step.graph, None
     if sequence:
-        graph, seq_check = _verified_sequence(step, sequence_length)
-    meta = _contract(source, step, shape, modality, bin_width, seq_check)
+        with stage(progress, "building the sequence graph and checking it against the step"):
+            graph, seq_check = _verified_sequence(step, sequence_length)
+    scoring = "scoring the graph on the test split" if rec is not None else "describing the graph"
+    with stage(progress, scoring):
+        meta = _contract(source, step, shape, modality, bin_width, seq_check)
     if sequence:
         meta = _stamp_sequence(graph, meta, sequence_length)
     else:

@@ -28,6 +28,7 @@ def _onnx(run_dir: Path, out: Path, options: dict) -> list[str]:
         sequence_length=options["sequence_length"],
         opset=options["opset"],
         trust_code=options["trust_code"],
+        progress=True,
     )
     meta, check = report.metadata, report.verification
     steps = f" = {check.max_err_steps:.3g} quantization steps" if check.max_err_steps else ""

@@ -195,14 +195,14 @@ def _compress(out: Path, rec, model, cfg: DemoSettings, seed: int):
 def _export(out: Path, name: str, model, rec):
     from cortexedge.export.api import to_onnx
 
-    return to_onnx(model, out / f"{name}.onnx", recording=rec)
+    return to_onnx(model, out / f"{name}.onnx", recording=rec, progress=True)
 
 
 def _export_c(out: Path, model, rec) -> dict:
     """The integer C build of the quantized model (what an implant would run)."""
     from cortexedge.export.c.generate import export_c, summary_lines
 
-    res = export_c(model, out / "c", recording=rec, onnx_path=out / "quantized.onnx")
+    res = export_c(model, out / "c", recording=rec, onnx_path=out / "quantized.onnx", progress=True)
     return {**res.summary(), "lines": summary_lines(res)}
 
 
