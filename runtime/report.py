@@ -173,7 +173,8 @@ def _latency_panel(ax, run: ProfileRun) -> None:
     misses = sum(r["deadline_misses"] for r in summary["backends"].values())
     ax.axvline(deadline_us, color="red", lw=1.5,
                label=f"deadline: one {summary['bin_ms']:g} ms bin ({misses} misses)")  # fmt: skip
-    title = f"{Path(summary['decoder']).name}: latency per bin, {summary['bins']} bins"
+    decoder = Path(summary["decoder"])  # with its folder: every C build holds a decoder.onnx
+    title = f"{decoder.parent.name}/{decoder.name}: latency per bin, {summary['bins']} bins"
     ax.set(xscale="log", xlabel="step latency (µs, log scale); solid p50, dotted p99",
            ylabel="bins", title=f"{title} after {warm} warm-up")  # fmt: skip
     ax.legend(fontsize=8)

@@ -118,14 +118,16 @@ def _check_options(numeric: str, sparse: str, quantized: bool) -> str:
     return resolved
 
 
-def _onnx(source, onnx_path, dest: Path, recording, onnx_options: dict) -> None:
+def _onnx(source, onnx_path, dest: Path, recording, onnx_options: dict, progress: bool) -> None:
+    """The build's decoder.onnx: the given export (its contract checked) or a new one."""
     if onnx_path is not None:
-        load_decoder(onnx_path)  # validates the file and its contract
-        shutil.copyfile(onnx_path, dest)
+        with stage(progress, f"checking {Path(onnx_path).name} and taking it as {dest.name}"):
+            load_decoder(onnx_path)  # validates the file and its contract
+            shutil.copyfile(onnx_path, dest)
         return
     from cortexedge.export.api import to_onnx
 
-    to_onnx(source, dest, recording=recording, **onnx_options)
+    to_onnx(source, dest, recording=recording, progress=progress, **onnx_options)
 
 
 def export_c(
@@ -181,8 +183,7 @@ def export_c(
     if resolved == "int":  # fails on a layer it cannot read before anything is exported
         imodel = int_model(read_structure(inference_copy(model)), max_count)
     with staged_folder(out) as work:
-        with stage(progress, "exporting decoder.onnx and verifying it against torch"):
-            _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options)
+        _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options, progress)
         if imodel is not None:
             _declare_counts(work / "decoder.onnx", max_count)
         loaded = load_decoder(work / "decoder.onnx")
