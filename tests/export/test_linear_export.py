@@ -116,4 +116,4 @@ def test_cli_trains_a_checkpoint_that_exports(name, recording, tmp_path):
     out = tmp_path / "decoder.onnx"
     exported = CliRunner().invoke(cli, ["export", str(run), "--out", str(out), "--data", str(data)])
     assert exported.exit_code == 0, exported.output
-    assert exported.output.startswith(f"wrote {out}")
+    assert exported.stdout.startswith(f"wrote {out}")  # progress lines go to stderr
