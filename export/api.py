@@ -205,14 +205,15 @@ def to_onnx(
         raise CortexEdgeError(
             f"recording: one bin has shape {list(rec.input_shape)}, the model reads {list(shape)}"
         )
-    with stage(progress, f"tracing the step graph (opset {opset}) and verifying it against torch"):
+    traced = f"{out.name}: tracing the step graph (opset {opset}) and verifying it against torch"
+    with stage(progress, traced):
         step = _verified_step(source, specs, shape, modality, opset, verify_bins, simplify)
     graph, seq_check = step.graph, None
     if sequence:
-        with stage(progress, "building the sequence graph and checking it against the step"):
+        with stage(progress, f"{out.name}: building the sequence graph, checking it on the step"):
             graph, seq_check = _verified_sequence(step, sequence_length)
     scoring = "scoring the graph on the test split" if rec is not None else "describing the graph"
-    with stage(progress, scoring):
+    with stage(progress, f"{out.name}: {scoring}"):
         meta = _contract(source, step, shape, modality, bin_width, seq_check)
     if sequence:
         meta = _stamp_sequence(graph, meta, sequence_length)

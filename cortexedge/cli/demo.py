@@ -124,11 +124,9 @@ def _export_all(out: Path, console, rec, float_model, comp) -> tuple[dict, dict]
     """The three ONNX files (each verified against torch) and the integer C build."""
     models = {"float": float_model, "pruned": comp.pruned, "quantized": comp.model}
     exports = {}
-    for name, model in models.items():
-        with console.status(f"exporting {name}.onnx and verifying it against torch"):
-            exports[name] = _export(out, name, model, rec)
-    with console.status("generating, building and verifying the integer C decoder"):
-        c_build = _export_c(out, comp.model, rec)
+    for name, model in models.items():  # each names its steps as it goes
+        exports[name] = _export(out, name, model, rec)
+    c_build = _export_c(out, comp.model, rec)
     return exports, c_build
 
 

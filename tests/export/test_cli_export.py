@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import onnx
@@ -35,13 +36,18 @@ def test_export_with_data(cli, run_dir, reaching, tmp_path):
         cli, ["export", str(run_dir), "--out", str(out), "--data", str(data)]
     )
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    # progress on stderr, a line per step once it is done, then the report on stdout
-    assert lines[0].startswith("✓ tracing the step graph (opset 17) and verifying it against")
-    assert lines[1].startswith("✓ scoring the graph on the test split (")
-    assert lines[2].startswith(f"wrote {out}") and "step graph, opset 17" in lines[2]
-    assert lines[3].startswith("verified on 1,000 bins x 2 streams (test): max error")
-    assert lines[5].startswith("r2 on test split: ")
+    # progress on stderr, a line per step once it is done (wrapped at the terminal's width),
+    # then the report on stdout
+    progress, report = result.output.split("wrote ", 1)
+    steps = (
+        r"✓ decoder\.onnx: tracing the step graph \(opset 17\) and verifying it against torch"
+        r" \(\d+\.\d s\) ✓ decoder\.onnx: scoring the graph on the test split \(\d+\.\d s\)"
+    )
+    assert re.fullmatch(steps, " ".join(progress.split())), progress
+    lines = ("wrote " + report).splitlines()
+    assert lines[0].startswith(f"wrote {out}") and "step graph, opset 17" in lines[0]
+    assert lines[1].startswith("verified on 1,000 bins x 2 streams (test): max error")
+    assert lines[3].startswith("r2 on test split: ")
     assert onnx.load(out).graph.input[0].name == "x"
 
 
@@ -51,8 +57,9 @@ def test_export_sequence_without_data(cli, run_dir, tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "sequence graph, opset 18" in result.output
-    assert "✓ building the sequence graph and checking it against the step (" in result.output
-    assert "✓ describing the graph (" in result.output
+    words = " ".join(result.output.split())  # progress lines wrap at the terminal's width
+    assert "✓ seq.onnx: building the sequence graph, checking it on the step (" in words
+    assert "✓ seq.onnx: describing the graph (" in words
     assert "no --data: verified on synthetic inputs" in result.output
     assert onnx.load(out).opset_import[0].version == 18
 
