@@ -18,8 +18,8 @@ from cortexedge.runtime.profile import ProfileRun
 
 _LATENCY_COLUMNS = {"p50": "p50", "p90": "p90", "p99": "p99", "p99.9": "p999", "max": "max",
                     "mean": "mean", "jitter": "jitter"}  # fmt: skip
-_LOAD_COLUMNS = ("misses", "bins/s", "real-time factor", "p50 vs fastest")
-_LATENESS_COLUMNS = {"late p50": "p50", "late p99": "p99", "late max": "max"}
+_LOAD_COLUMNS = ("misses", "bins/s", "RT factor", "p50 vs fastest")
+_LATENESS_COLUMNS = {"late p50 ms": "p50", "late p99 ms": "p99", "late max ms": "max"}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -108,7 +108,8 @@ def print_summary(summary: dict, console=None) -> None:
             )
             console.print(f"{key}: {summary[key]:.4f}{at_export}")
     latency = Table(title="latency per bin (µs); jitter = p99 − p50", box=box.SIMPLE)
-    load = Table(title=f"deadline {summary['bin_ms']:g} ms per bin", box=box.SIMPLE)
+    load = Table(title=f"deadline {summary['bin_ms']:g} ms per bin; RT factor = mean step / bin",
+                 box=box.SIMPLE)  # fmt: skip
     for table, cols in ((latency, _LATENCY_COLUMNS), (load, _LOAD_COLUMNS)):
         table.add_column("backend")
         for col in cols:
@@ -121,7 +122,8 @@ def print_summary(summary: dict, console=None) -> None:
         lat = r["latency_us"]
         latency.add_row(name, *(f"{lat[k]:.1f}" for k in _LATENCY_COLUMNS.values()))
         late = r.get("lateness_us")
-        lateness = [f"{late[k]:.1f}" for k in _LATENESS_COLUMNS.values()] if late else []
+        # in ms, the deadline's unit (µs in the JSON): six-digit µs crop at 80 columns
+        lateness = [f"{late[k] / 1e3:.2f}" for k in _LATENESS_COLUMNS.values()] if late else []
         load.add_row(
             name,
             str(r["deadline_misses"]),
@@ -134,7 +136,7 @@ def print_summary(summary: dict, console=None) -> None:
     console.print(load)
     if paced:
         console.print(
-            "paced at the real bin rate: lateness (µs) is how long after its due time a bin's "
+            "paced at the real bin rate: lateness is how long after its due time a bin's "
             "step began (a busy machine); a miss is a step that ended after due time + one bin"
         )
 
