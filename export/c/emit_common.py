@@ -125,15 +125,33 @@ int decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_out
 """
 
 
+def scratch(lay: Layout, wide: str) -> str:
+    """Declarations of a step's scratch, overlapped where lifetimes allow (stack is RAM on the
+    device): the input bin's table values (`raw`, read by the encoder only) share `wide`
+    (acc0 in window mode, else hq), which is written after the encoder ran; the encoded bin
+    `qx` shares `xk`, a layer's output, because a cell reads x before its output head writes
+    and layer 0 of a window chain reads acc0, not x."""
+    a, acc, h = lay.act_t, lay.acc_t, lay.hidden
+    n = {"acc0": 3 * h, "hq": h}[wide]
+    raw = f" int8_t raw[{lay.channels}];" if lay.enc_dim else ""
+    lines = [
+        f"union {{ {acc} {wide}[{n}];{raw} }} w; /* raw: the bin's table values */",
+        f"{acc} *const {wide} = w.{wide};",
+        f"{a} qx[{max(lay.x_dim, h)}]; /* the encoded bin, then a layer's output */",
+        f"{a} *const xk = qx;",
+    ]
+    if wide != "hq":
+        lines.append(f"{acc} hq[{h}];")
+    lines.append(f"int8_t *const raw = {'w.raw' if lay.enc_dim else '0'};")
+    return "".join(f"    {line}\n" for line in lines)
+
+
 def _window_reset(lay: Layout) -> str:
-    a, h = lay.act_t, lay.hidden
+    a = lay.act_t
+    decl = "".join(f"    {line}\n" for line in scratch(lay, "acc0").splitlines())
     return f"""    {{
-        {a} qx[{lay.x_dim}];
-        {lay.acc_t} acc0[{3 * h}];
-        {lay.acc_t} hq[{h}];
-        {a} xk[{h}];
-        int k, l, j;
-        input_zero(qx);
+{decl}        int k, l, j;
+        input_zero(qx, raw);
         ih0_all(qx, acc0);
         for (k = 1; k < {lay.num_steps}; ++k) {{
             const {a} *x = qx;
@@ -157,9 +175,8 @@ def _window_reset(lay: Layout) -> str:
 
 
 def _window_step(lay: Layout) -> str:
-    a, h, k_max = lay.act_t, lay.hidden, lay.num_steps
-    return f"""    {lay.acc_t} acc0[{3 * h}];
-    int k, l;
+    a, k_max = lay.act_t, lay.num_steps
+    return f"""    int k, l;
     ih0_all(qx, acc0);
     for (k = {k_max}; k >= 1; --k) {{ /* longest chain first: each reads the old slot */
         const {a} *x = qx;
@@ -246,10 +263,7 @@ void decoder_init(decoder_state_t *state)
 
 int decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_output_t *out)
 {{
-    {lay.act_t} qx[{lay.x_dim}];
-    {lay.acc_t} hq[{lay.hidden}];
-    {lay.act_t} xk[{lay.hidden}];
-{refuse}    input_bin(state, bin, qx);
+{scratch(lay, "acc0" if lay.cached else "hq")}{refuse}    input_bin(state, bin, qx, raw);
 {recur}    return 0;
 }}
 """

@@ -119,14 +119,19 @@ def _encoder(model: IntModel, lay: Layout, policy: str) -> Emitted:
     c = lay.channels
     if model.encoder is None:
         code = """
-static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx)
+static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx, int8_t *raw)
 {
+    (void)raw; /* no encoder: the table values are the cells' input */
     front(s, bin, qx);
 }
 """
-        zero = (
-            f"\nstatic void input_zero(int8_t *qx)\n{{\n    memset(qx, decoder_lut[0], {c});\n}}\n"
-        )
+        zero = f"""
+static void input_zero(int8_t *qx, int8_t *raw)
+{{
+    (void)raw;
+    memset(qx, decoder_lut[0], {c});
+}}
+"""
         return Emitted(code + (zero if lay.cached else ""), [], [])
     e = model.encoder.w.shape[0]
     mat = store("enc", model.encoder.w, policy)
@@ -141,19 +146,18 @@ static void encode(const int8_t *q_in, int8_t *qx)
     }}
 }}
 
-static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx)
+/* raw: {c} bytes of the caller's scratch for the bin's table values */
+static void input_bin(decoder_state_t *s, const uint8_t *bin, int8_t *qx, int8_t *raw)
 {{
-    int8_t q_in[{c}];
-    front(s, bin, q_in);
-    encode(q_in, qx);
+    front(s, bin, raw);
+    encode(raw, qx);
 }}
 """
     zero = f"""
-static void input_zero(int8_t *qx)
+static void input_zero(int8_t *qx, int8_t *raw)
 {{
-    int8_t q_in[{c}];
-    memset(q_in, decoder_lut[0], sizeof q_in);
-    encode(q_in, qx);
+    memset(raw, decoder_lut[0], {c});
+    encode(raw, qx);
 }}
 """
     return Emitted(code + (zero if lay.cached else ""), list(mat.arrays) + arrays, [mat])
