@@ -113,13 +113,18 @@ def _c_outputs(folder: Path, rows: np.ndarray) -> tuple[np.ndarray, float]:
 
 def _row(name: str, man: dict, lat: dict, ort: dict, r2: float) -> dict:
     mem, arm, q = man["memory"], man["memory"].get("cortex_m4", {}), man.get("qemu", {})
+    macs, insns = man["macs"], q.get("insns_per_step")
+    effective = macs["executed"]["effective"]  # the executed MACs of a non-zero weight
     return {
         "build": name, "flash_weights_bytes": arm.get("weights_bytes", mem["weights_bytes"]),
         "flash_code_bytes": arm.get("code_bytes"), "state_bytes": mem["state_bytes"],
         "stack_bytes": q.get("stack_bytes"), "ram_bytes": mem.get("ram_bytes"),
-        "executed_macs_per_bin": man["macs"]["executed_per_step"],
-        "graph_macs_per_bin": man["macs"]["graph"], "r2_test": r2,
-        "host_c": lat, "host_ort": ort, "qemu_insns_per_bin": q.get("insns_per_step"),
+        "executed_macs_per_bin": macs["executed_per_step"],
+        "effective_executed_macs_per_bin": effective,
+        "graph_macs_per_bin": macs["graph"], "r2_test": r2,
+        "host_c": lat, "host_ort": ort, "qemu_insns_per_bin": insns,
+        "qemu_insns_per_executed_mac": insns / macs["executed_per_step"] if insns else None,
+        "qemu_insns_per_effective_mac": insns / effective if insns else None,
         "qemu_cycles_per_bin_estimate": q.get("cycles_per_step_estimate"),
         "verification": man["verification"], "storage": man["storage"]["matrices"],
     }  # fmt: skip
@@ -243,18 +248,22 @@ def _print(s: dict) -> None:
         f"float model R² (test): {s['r2_float_model']:.4f}; pruned + W8A8 in torch: "
         f"{s['r2_compressed_model_torch']:.4f}"
     )
-    head = ("build", "flash W", "flash code", "state", "stack", "RAM", "MACs/bin", "R² C",
-            "c p50/p99 µs", "C only µs", "ort p50/p99 µs", "M4 insns/bin")  # fmt: skip
+    head = ("build", "flash W", "flash code", "state", "stack", "RAM", "MACs/bin (effective)",
+            "R² C", "c p50/p99 µs", "C only µs", "ort p50/p99 µs", "M4 insns/bin",
+            "per MAC (effective)")  # fmt: skip
     print(" | ".join(head))
     for b in s["builds"].values():
         c, o = b["host_c"], b["host_ort"]
         print(" | ".join([
             b["build"], _fmt(b["flash_weights_bytes"]), _fmt(b["flash_code_bytes"]),
             _fmt(b["state_bytes"]), _fmt(b["stack_bytes"]), _fmt(b["ram_bytes"]),
-            _fmt(b["executed_macs_per_bin"]), _fmt(b["r2_test"], ".4f"),
+            f"{b['executed_macs_per_bin']:,} ({b['effective_executed_macs_per_bin']:,})",
+            _fmt(b["r2_test"], ".4f"),
             f"{c['p50_us']:.2f}/{c['p99_us']:.2f}", f"{b['c_compute_us_per_bin']:.2f}",
             f"{o['p50_us']:.2f}/{o['p99_us']:.2f}",
             _fmt(b["qemu_insns_per_bin"], ",.0f"),
+            f"{_fmt(b['qemu_insns_per_executed_mac'], '.1f')} "
+            f"({_fmt(b['qemu_insns_per_effective_mac'], '.1f')})",
         ]))  # fmt: skip
 
 

@@ -85,9 +85,11 @@ def summary_lines(res: CExport) -> list[str]:
     if m.get("qemu"):
         q = m["qemu"]
         per_mac = q["insns_per_step"] / max(m["macs"]["executed_per_step"], 1)
+        per_eff = q["insns_per_step"] / max(m["macs"]["executed"]["effective"], 1)
         lines.append(f"qemu {q['board']} ({q['bins']:,} bins): {q['insns_per_step']:,.0f} "
-                     f"instructions/bin ({per_mac:.1f} per executed MAC), stack "
-                     f"{q['stack_bytes']:,} B, RAM {mem['ram_bytes']:,} B")  # fmt: skip
+                     f"instructions/bin ({per_mac:.1f} per executed MAC, {per_eff:.1f} per "
+                     f"effective MAC), stack {q['stack_bytes']:,} B, "
+                     f"RAM {mem['ram_bytes']:,} B")  # fmt: skip
     return lines
 
 

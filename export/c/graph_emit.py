@@ -42,6 +42,7 @@ class Context:
     helpers: dict[str, str] = field(default_factory=dict)
     matrices: list[Stored] = field(default_factory=list)
     skipped: int = 0  # MACs the dense count has that the C code does not execute
+    zero_macs: int = 0  # executed MACs of a zero weight (dense storage of a pruned matrix)
     fields: dict[int, int] = field(default_factory=dict)  # state k -> floats in its field
     chains: dict[str, list] = field(default_factory=dict)  # fused unary chains (graph_tables)
     _names: set[str] = field(default_factory=set)
@@ -101,6 +102,7 @@ class Context:
             self._stored[key] = stored.name
         stored = next(m for m in self.matrices if m.name == self._stored[key])
         self.skipped += runs * (w.size - stored.macs) + skipped * stored.macs
+        self.zero_macs += (runs - skipped) * (stored.macs - stored.effective)
         return stored.name
 
     def helper(self, key: str, code: str) -> None:
@@ -316,8 +318,9 @@ int decoder_step(decoder_state_t *state, const decoder_input_t *bin, decoder_out
     offsets = np.cumsum([0] + [ctx.fields[k] for k in range(len(g.states))])
     states = [{"name": s.spec.name, "kind": "tensor", "offset": int(offsets[k]),
                "size": s.input.size} for k, s in enumerate(g.states)]  # fmt: skip
-    macs = {"graph_dense": graph_dense, "skipped": ctx.skipped,
-            "total": graph_dense - ctx.skipped}  # fmt: skip
+    total = graph_dense - ctx.skipped
+    macs = {"graph_dense": graph_dense, "skipped": ctx.skipped, "total": total,
+            "effective": total - ctx.zero_macs}  # fmt: skip
     return Program(lay, header, source, emit_common.weights_file(ctx.arrays), _host(lay),
                    ctx.matrices, weight_bytes, macs, states,
                    {"channels": g.x.size, "outputs": g.y.size, "mode": mode})  # fmt: skip

@@ -70,11 +70,15 @@ def runs_per_step(lay: Layout, matrix: str) -> int:
 
 
 def executed_macs(lay: Layout, matrices: list[Stored]) -> dict:
-    """MACs one decoder_step executes: per matrix, element-wise gate work, and the total."""
-    per = {m.name: m.macs * runs_per_step(lay, m.name) for m in matrices}
+    """MACs one decoder_step executes: per matrix, element-wise gate work, the total, and the
+    effective part of the total (a dense matrix's zero weights left out, as NeuroBench counts)."""
+    runs = {m.name: runs_per_step(lay, m.name) for m in matrices}
+    per = {m.name: m.macs * runs[m.name] for m in matrices}
     evaluations = lay.layers * (lay.num_steps if lay.cached else 1)
     gates = elementwise(3 * lay.hidden)[0] * evaluations
-    return {"per_matrix": per, "gates": gates, "total": sum(per.values()) + gates}
+    effective = sum(m.effective * runs[m.name] for m in matrices) + gates
+    return {"per_matrix": per, "gates": gates, "total": sum(per.values()) + gates,
+            "effective": effective}  # fmt: skip
 
 
 def assemble(

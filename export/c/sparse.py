@@ -106,6 +106,7 @@ class Stored:
     dense_bytes: int
     csr_bytes: int
     macs: int  # per full mat-vec (all rows)
+    effective: int  # of those, the MACs of a non-zero weight
     row_macs: tuple[int, ...]  # per row
 
     @property
@@ -211,7 +212,7 @@ def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Store
     return Stored(
         name=name, fmt=fmt, rows=rows, cols=cols, arrays=arrays, dense_bytes=int(w.nbytes),
         csr_bytes=_csr_bytes(w), macs=dense_count if fmt == "dense" else effective,
-        row_macs=row_macs,
+        effective=effective, row_macs=row_macs,
     )  # fmt: skip
 
 

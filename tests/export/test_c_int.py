@@ -121,6 +121,15 @@ def test_c_equals_reference_bit_for_bit(tmp_path, mode, layers, policy, top):
     assert np.array_equal(lib.run(states, x), IntDecoder(im).run(x))
 
 
+def test_effective_macs_leave_out_the_zero_weights_dense_storage_runs():
+    # CSR executes only the non-zero weights: its total is the dense build's effective count
+    im = int_model(read_structure(small_aegru("window", 1, pruned=True)), max_count=5)
+    dense, csr = emit_int.emit(im, "dense").macs, emit_int.emit(im, "sparse").macs
+    assert dense["effective"] == csr["total"] == csr["effective"] < dense["total"]
+    zeros = sum(int((w == 0).sum()) for w in (im.cells[0].w_ih, im.cells[0].w_hh))
+    assert zeros > 0 and dense["total"] - dense["effective"] >= zeros
+
+
 def test_gru_decoder_w4_without_encoder(tmp_path):
     from cortexedge.export.c import build
 
