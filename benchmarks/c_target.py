@@ -139,6 +139,7 @@ def _window_builds(args, rec, x: np.ndarray, y: np.ndarray, float_ckpt, int_ckpt
     for name, ckpt, opts in (("float", float_ckpt, {}),
                              ("int8 pruned", int_ckpt, {"max_count": args.max_count,
                                                         "sparse": args.sparse,
+                                                        "weights_budget": args.weights_budget,
                                                         "reference_bins": 10_000})):  # fmt: skip
         out = args.work / f"c-{name.split()[0]}"
         res = export_c(ckpt, out, recording=rec, verify_bins=10_000, qemu_bins=args.qemu_bins,
@@ -161,10 +162,11 @@ def _stateful_builds(args, rec, x: np.ndarray, model, qat) -> dict:
     builds = {}
     for name, source, quantized in (("float", model, False), ("int8 pruned", qat, True)):
         out = args.work / f"c-{name.split()[0]}-stateful"
+        int_opts = {"max_count": args.max_count, "sparse": args.sparse,
+                    "weights_budget": args.weights_budget}  # fmt: skip
         res = export_c(_stateful_model(source, x.shape[1], quantized), out, recording=rec,
                        verify_bins=2000, qemu_bins=args.qemu_bins,
-                       **({"max_count": args.max_count, "sparse": args.sparse}
-                          if quantized else {}))  # fmt: skip
+                       **(int_opts if quantized else {}))  # fmt: skip
         rows = np.minimum(x, args.max_count) if quantized else x
         path = out / "decoder.onnx"
         name = f"{name} stateful (latency only)"
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-count", type=int, default=7)
     parser.add_argument("--part", choices=("all", "aegru", "families"), default="all")
     parser.add_argument("--sparse", default="auto", help="weight storage of the int8 builds")
+    parser.add_argument("--weights-budget", type=int, default=None,
+                        help="bytes of flash the int8 builds' constant data may take")  # fmt: skip
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     summary = {}

@@ -63,13 +63,13 @@ def _c(run_dir: Path, out: Path, options: dict) -> list[str]:
     built = export_c(
         run_dir, out, recording=options["data"], progress=True, trust_code=options["trust_code"],
         name=options["name"], qemu_bins=QEMU_BINS if options["qemu"] else 0,
-        sparse=options["sparse"] or "auto",
+        sparse=options["sparse"] or "auto", weights_budget=options["weights_budget"],
     )  # fmt: skip
     return summary_lines(built)
 
 
 QEMU_BINS = 2000  # rows `--qemu` runs on the emulated Cortex-M4 (about 10 s for an AEGRU)
-C_ONLY = ("name", "qemu", "sparse")  # options that only the c target reads
+C_ONLY = ("name", "qemu", "sparse", "weights_budget")  # options that only the c target reads
 
 
 # target name -> writer(run_dir, out, options) -> lines to print
@@ -108,6 +108,13 @@ TARGETS: dict[str, Callable[[Path, Path, dict], list[str]]] = {"onnx": _onnx, "c
     help="c: weight storage, auto (fewest M4 instructions), size (fewest bytes), dense, "
     "sparse (CSR) or mask (int8 bit mask).",
 )
+@click.option(
+    "--weights-budget",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="BYTES",
+    help="c, integer path: the fewest M4 instructions whose constant data fits BYTES of flash.",
+)
 @trust_code_option
 def export(
     run_dir: Path,
@@ -120,12 +127,14 @@ def export(
     name: str | None,
     qemu: bool,
     sparse: str | None,
+    weights_budget: int | None,
     trust_code: bool,
 ) -> None:
     """Export the checkpoint in RUN_DIR, verified against torch on >= 1,000 streamed bins."""
     options = dict(sequence=sequence, sequence_length=sequence_length, opset=opset, data=data,
-                   trust_code=trust_code, name=name, qemu=qemu, sparse=sparse)  # fmt: skip
-    given = [f"--{k}" for k in C_ONLY if options[k] not in (None, False)]
+                   trust_code=trust_code, name=name, qemu=qemu, sparse=sparse,
+                   weights_budget=weights_budget)  # fmt: skip
+    given = [f"--{k.replace('_', '-')}" for k in C_ONLY if options[k] not in (None, False)]
     if given and target != "c":
         raise CortexEdgeError(f"{', '.join(given)} only apply to --target c")
     if qemu:

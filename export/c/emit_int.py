@@ -19,7 +19,7 @@ import numpy as np
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import emit_common, int_templates, sparse
 from cortexedge.export.c.emit_common import Layout
-from cortexedge.export.c.program import Emitted, Program, assemble
+from cortexedge.export.c.program import Emitted, Program, assemble, runs_per_step
 from cortexedge.export.c.sparse import CArray, gate_rows_function, row_function, store
 from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant
 
@@ -275,8 +275,14 @@ void decoder_host_set_hidden(decoder_state_t *s, int layer, const float *h)
 """
 
 
-def emit(model: IntModel, policy: str = "auto") -> Program:
-    """The integer C program of `model`; `policy` chooses dense/CSR storage per matrix."""
+def emit(model: IntModel, policy: str = "auto", budget: int | None = None) -> Program:
+    """The integer C program of `model`; `policy` chooses dense/CSR/mask storage per matrix;
+    with a `budget` (bytes of constant data), the fewest estimated instructions that fit it."""
+    if budget is not None:
+        dense = emit(model, "dense")
+        fixed = dense.weight_bytes - sum(m.nbytes for m in dense.matrices)  # tables, scales
+        runs = {m.name: runs_per_step(dense.layout, m.name) for m in dense.matrices}
+        policy = sparse.fit_budget(dense.matrices, runs, budget, fixed)
     lay = layout(model)
     parts = [emit_fn(model, lay, policy) for emit_fn in EMITTERS.values()]
     scales = ", ".join(f"{float(s)!r}f" for s in model.out_scale)

@@ -120,6 +120,21 @@ def _check_options(numeric: str, sparse: str, quantized: bool) -> str:
     return resolved
 
 
+def _check_budget(budget: int | None, sparse: str, numeric: str) -> None:
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise CortexEdgeError(
+            f"weights_budget: must be a whole number of bytes >= 1, got {budget!r}"
+        )
+    if numeric != "int":
+        raise CortexEdgeError("weights_budget: applies to the integer path (a quantized model)")
+    if sparse != "auto":
+        raise CortexEdgeError(
+            f"weights_budget: chooses the storage itself, so sparse must be 'auto', not {sparse!r}"
+        )
+
+
 def _onnx(source, onnx_path, dest: Path, recording, onnx_options: dict, progress: bool) -> None:
     """The build's decoder.onnx: the given export (its contract checked) or a new one."""
     if onnx_path is not None:
@@ -138,6 +153,7 @@ def export_c(
     *,
     numeric: str = "auto",
     sparse: str = "auto",
+    weights_budget: int | None = None,
     max_count: int = 255,
     recording: Recording | str | os.PathLike | None = None,
     onnx_path: str | os.PathLike | None = None,
@@ -153,7 +169,10 @@ def export_c(
     """Generate, build and verify the C decoder of a model in `out_dir`.
 
     - `numeric`: "float", "int" (needs a QAT model) or "auto" (from the model);
-    - `sparse`: weight storage policy per matrix ("auto", "dense", "sparse", "size");
+    - `sparse`: weight storage policy per matrix ("auto", "dense", "sparse", "mask", "size");
+    - `weights_budget`: integer path, bytes of constant data (flash) the build may take: the
+      storage per matrix of the fewest estimated Cortex-M4 instructions that fits (with
+      `sparse="auto"`); refused when even the smallest storage does not fit;
     - `max_count`: integer path, the largest raw count per sample the C code keeps (a larger
       count is refused like any bad bin; fewer bits per stored sample save RAM);
     - `onnx_path`: an already exported graph of the same model (else `to_onnx` runs, with
@@ -181,18 +200,21 @@ def export_c(
     model, _ = load_model(model_or_checkpoint, trust_code)
     onnx_options = {**onnx_options, "trust_code": trust_code}
     resolved = _check_options(numeric, sparse, is_quantized(model))
-    imodel = None
-    if resolved == "int":  # fails on a layer it cannot read before anything is exported
+    _check_budget(weights_budget, sparse, resolved)
+    imodel = program = None
+    if resolved == "int":  # a layer it cannot read, or a budget too small, fails before export
         imodel = int_model(read_structure(inference_copy(model)), max_count)
+        program = emit_int.emit(imodel, sparse, weights_budget)
+    policy = sparse if weights_budget is None else f"{sparse}, weights within {weights_budget:,} B"
     with staged_folder(out) as work:
         _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options, progress)
         if imodel is not None:
             _declare_counts(work / "decoder.onnx", max_count)
         loaded = load_decoder(work / "decoder.onnx")
-        program = emit_int.emit(imodel, sparse) if imodel else float_program(loaded, sparse)
+        program = program or float_program(loaded, sparse)
         prefix = name or default_prefix(loaded.meta.model_family)
         manifest = _build(program, imodel, loaded, work, rec, verify_bins, reference_bins,
-                          cortex_m, qemu_bins, sparse, progress, prefix)  # fmt: skip
+                          cortex_m, qemu_bins, policy, progress, prefix)  # fmt: skip
     return CExport(out, manifest)
 
 

@@ -20,7 +20,9 @@ CPU dense rows are the faster ones (they vectorize).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -108,6 +110,7 @@ class Stored:
     macs: int  # per full mat-vec (all rows)
     effective: int  # of those, the MACs of a non-zero weight
     row_macs: tuple[int, ...]  # per row
+    w: np.ndarray = field(compare=False, repr=False)  # the matrix, for a budget's re-choice
 
     @property
     def nbytes(self) -> int:
@@ -157,9 +160,51 @@ def _csr_bytes(w: np.ndarray) -> int:
     return nnz * (w.itemsize + idx) + (w.shape[0] + 1) * ptr
 
 
-def choose(w: np.ndarray, policy: str) -> str:
+def options(w: np.ndarray) -> dict[str, tuple[int, float]]:
+    """Per format `w` may take: (bytes, estimated Cortex-M4 instructions of one mat-vec)."""
+    sizes = {"dense": w.nbytes, "csr": _csr_bytes(w)}
+    if w.dtype == np.int8:
+        sizes["mask"] = _mask_bytes(w)
+    return {f: (int(n), estimated_insns(w, f)) for f, n in sizes.items()}
+
+
+MAX_BUDGET_MATRICES = 12  # the exact search tries every combination (3^12 at most)
+
+
+def fit_budget(
+    matrices: list[Stored], runs: Mapping[str, int], budget: int, fixed: int = 0
+) -> dict[str, str]:
+    """Per matrix the format of the fewest estimated instructions per step (a mat-vec's
+    estimate times its `runs`) whose bytes, with `fixed` bytes of other constant data, fit
+    `budget`; exact over every combination. Refused when even the smallest storage does not."""
+    if len(matrices) > MAX_BUDGET_MATRICES:
+        raise CortexEdgeError(
+            f"weights budget: {len(matrices)} matrices, at most {MAX_BUDGET_MATRICES} are searched"
+        )
+    names = [m.name for m in matrices]
+    choices = [sorted(options(m.w).items()) for m in matrices]
+    best, best_key = None, None
+    for combo in itertools.product(*choices):
+        size = sum(b for _, (b, _) in combo)
+        if size + fixed > budget:
+            continue
+        key = (sum(e * runs[n] for n, (_, (_, e)) in zip(names, combo, strict=True)), size)
+        if best_key is None or key < best_key:
+            best, best_key = combo, key
+    if best is None:
+        least = sum(min(b for _, (b, _) in c) for c in choices)
+        raise CortexEdgeError(
+            f"weights budget {budget:,} B: the constant data takes at least {least + fixed:,} B "
+            f"(matrices {least:,} B in their smallest storage, tables and scales {fixed:,} B)"
+        )
+    return {n: f for n, (f, _) in zip(names, best, strict=True)}
+
+
+def choose(w: np.ndarray, policy: str | Mapping[str, str], name: str = "") -> str:
     """'dense', 'csr' or (int8) 'mask' for matrix `w` under `policy` (see the module
-    docstring)."""
+    docstring), or the format a plan (matrix name -> format, from `fit_budget`) gives it."""
+    if isinstance(policy, Mapping):
+        return policy[name]
     if policy not in POLICIES:
         raise CortexEdgeError(
             f"sparse: policy must be one of {', '.join(POLICIES)}, got {policy!r}"
@@ -177,11 +222,13 @@ def choose(w: np.ndarray, policy: str) -> str:
     return min(sizes, key=lambda f: (cost[f], sizes[f]))
 
 
-def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Stored:
+def store(
+    name: str, w: np.ndarray, policy: str | Mapping[str, str], columns: bool = False
+) -> Stored:
     """Store matrix `w` (int8 or float32, [rows, cols]) under the C symbol prefix `name`;
     `columns`: a dense matrix column by column (for `matvec_function`)."""
     w = np.ascontiguousarray(w)
-    fmt = choose(w, policy)
+    fmt = choose(w, policy, name)
     rows, cols = w.shape
     nz_rows = (w != 0).sum(1)
     if fmt == "dense":
@@ -212,7 +259,7 @@ def store(name: str, w: np.ndarray, policy: str, columns: bool = False) -> Store
     return Stored(
         name=name, fmt=fmt, rows=rows, cols=cols, arrays=arrays, dense_bytes=int(w.nbytes),
         csr_bytes=_csr_bytes(w), macs=dense_count if fmt == "dense" else effective,
-        effective=effective, row_macs=row_macs,
+        effective=effective, row_macs=row_macs, w=w,
     )  # fmt: skip
 
 

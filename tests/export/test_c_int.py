@@ -3,6 +3,8 @@ model, and the generated C bit for bit against the reference (10,000 bins of a r
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -128,6 +130,44 @@ def test_effective_macs_leave_out_the_zero_weights_dense_storage_runs():
     assert dense["effective"] == csr["total"] == csr["effective"] < dense["total"]
     zeros = sum(int((w == 0).sum()) for w in (im.cells[0].w_ih, im.cells[0].w_hh))
     assert zeros > 0 and dense["total"] - dense["effective"] >= zeros
+
+
+def test_a_weights_budget_takes_the_fewest_instructions_that_fit(tmp_path):
+    from cortexedge.export.c import build, sparse
+    from cortexedge.export.c.program import runs_per_step
+
+    torch.manual_seed(2)  # wide enough that pruning saves bytes (8 columns do not)
+    model = AEGRU(48, hidden=32, enc_dim=32, bin_width=4, num_steps=3, mode="window",
+                  training_parts=False).eval()  # fmt: skip
+    prune_half(model)
+    im = int_model(read_structure(ptq(model, window_batches(poisson(800, 48), 4, 3))), max_count=5)
+    dense, small = emit_int.emit(im, "dense"), emit_int.emit(im, "size")
+    budget = (dense.weight_bytes + small.weight_bytes) // 2
+    program = emit_int.emit(im, "auto", budget)
+    assert small.weight_bytes <= program.weight_bytes <= budget < dense.weight_bytes
+    # every other combination of formats that fits costs at least as many estimated instructions
+    lay, mats = program.layout, {m.name: m for m in program.matrices}
+    fixed = program.weight_bytes - sum(m.nbytes for m in program.matrices)
+
+    def cost(plan):
+        return sum(sparse.options(mats[n].w)[f][1] * runs_per_step(lay, n) for n, f in plan.items())
+
+    chosen = {n: m.fmt for n, m in mats.items()}
+    names = list(mats)
+    for combo in itertools.product(*(sparse.options(mats[n].w) for n in names)):
+        plan = dict(zip(names, combo, strict=True))
+        size = sum(sparse.options(mats[n].w)[f][0] for n, f in plan.items()) + fixed
+        if size <= budget:
+            assert cost(plan) >= cost(chosen)
+    for name, text in program.files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "int", 2, 48)
+    x = np.minimum(poisson(400, 48, seed=6, lam=1.0), 5)
+    assert np.array_equal(lib.run(lib.states(1), x), IntDecoder(im).run(x))
+    least = small.weight_bytes
+    with pytest.raises(CortexEdgeError, match=rf"weights budget {least - 1:,} B: the constant data "
+                       rf"takes at least {least:,} B \(matrices"):  # fmt: skip
+        emit_int.emit(im, "auto", least - 1)
 
 
 def test_gru_decoder_w4_without_encoder(tmp_path):

@@ -112,6 +112,11 @@ def test_c_target_with_a_prefix_runs_under_qemu_and_prints_instructions_per_bin(
         (["--target", "c", "--name", "9lives"], "error: name: '9lives' is not a C identifier"),
         (["--sparse", "size"], "error: --sparse only apply to --target c"),
         (["--target", "c", "--sparse", "bsr"], "error: sparse: must be one of auto, dense"),
+        (["--weights-budget", "9000"], "error: --weights-budget only apply to --target c"),
+        (
+            ["--target", "c", "--weights-budget", "9000"],
+            "error: weights_budget: applies to the integer path (a quantized model)",
+        ),
     ],
 )
 def test_c_options_are_checked_in_one_line(cli, run_dir, tmp_path, extra, message):
