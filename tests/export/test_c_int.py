@@ -186,6 +186,19 @@ def test_gru_decoder_w4_without_encoder(tmp_path):
     assert np.array_equal(lib.run(lib.states(1), x), IntDecoder(im).run(x))
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [({"weights_budget": 100}, r"weights budget 100 B: the constant data takes at least [\d,]+ B"),
+     ({"weights_budget": 0}, r"weights_budget: must be a whole number of bytes >= 1, got 0"),
+     ({"weights_budget": 9000, "sparse": "size"}, r"sparse must be 'auto', not 'size'")],
+)  # fmt: skip
+def test_a_bad_weights_budget_is_refused_before_anything_is_written(tmp_path, options, message):
+    out = tmp_path / "c"
+    with pytest.raises(CortexEdgeError, match=message):
+        export_c(small_aegru("window"), out, cortex_m=False, **options)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_aegru_int_c_bit_exact_on_10000_real_bins(tmp_path):
     """Pruned + W8A8 AEGRU (window mode, C=98): C == numpy reference over 10,000 bins of the
