@@ -38,6 +38,7 @@ class Layout:
     acc_t: str  # projections and cell outputs
     sample_bits: int = 8  # bits per stored raw sample (integer path)
     max_count: int | None = None
+    acc0_bytes: int = 4  # bytes per stored layer-0 input projection value (3 when it fits)
 
     @property
     def x_dim(self) -> int:
@@ -51,8 +52,7 @@ class Layout:
     def ring_cols(self) -> int:
         if self.numeric == "float":
             return self.channels
-        spare = 0 if 8 % self.sample_bits == 0 else 1  # a straddling sample reads two bytes
-        return (self.channels * self.sample_bits + 7) // 8 + spare
+        return (self.channels * self.sample_bits + 7) // 8  # only a straddling sample reads two
 
     @property
     def sum_t(self) -> str:
@@ -132,11 +132,12 @@ def scratch(lay: Layout, wide: str) -> str:
     `qx` shares `xk`, a layer's output, because a cell reads x before its output head writes
     and layer 0 of a window chain reads acc0, not x."""
     a, acc, h = lay.act_t, lay.acc_t, lay.hidden
-    n = {"acc0": 3 * h, "hq": h}[wide]
+    wide_t = "acc0_t" if wide == "acc0" else acc
+    n = {"acc0": 3 * h * (3 if lay.acc0_bytes == 3 else 1), "hq": h}[wide]
     raw = f" int8_t raw[{lay.channels}];" if lay.enc_dim else ""
     lines = [
-        f"union {{ {acc} {wide}[{n}];{raw} }} w; /* raw: the bin's table values */",
-        f"{acc} *const {wide} = w.{wide};",
+        f"union {{ {wide_t} {wide}[{n}];{raw} }} w; /* raw: the bin's table values */",
+        f"{wide_t} *const {wide} = w.{wide};",
         f"{a} qx[{max(lay.x_dim, h)}]; /* the encoded bin, then a layer's output */",
         f"{a} *const xk = qx;",
     ]
@@ -374,7 +375,7 @@ def cell_tables(lay: Layout, layers: int) -> str:
     names = lambda suffix: ", ".join(f"c{i}_{suffix}" for i in range(layers))  # noqa: E731
     a, acc = lay.act_t, lay.acc_t
     return f"""
-typedef void (*cell_fn)(const {acc} *acc_i, const {a} *x, const {a} *h, {acc} *hq);
+typedef void (*cell_fn)(const acc0_t *acc_i, const {a} *x, const {a} *h, {acc} *hq);
 typedef void (*head_fn)(const {acc} *hq, {a} *dst);
 static const cell_fn cell_run[{layers}] = {{{names("run")}}};
 static const head_fn cell_state[{layers}] = {{{names("state")}}};

@@ -7,7 +7,7 @@ shared skeleton of emit_common. A per-row constant that is the same for every ro
 scales) is written as a literal instead of an array, which saves flash and loads.
 
 Raw samples are stored in the state at the fewest bits that hold `max_count` (1..8 bits; a
-sample whose bits straddle a byte boundary is read through two bytes, one spare byte per row).
+sample whose bits straddle a byte boundary is read through two bytes; a row is packed exactly).
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def _unpack(lay: Layout, row: str) -> str:
     if bits == 8:
         return f"{row}[k]"
     byte = f"(unsigned){row}[(k * {bits}) >> 3]"
-    if 8 % bits:  # a sample may straddle two bytes (each row has a spare byte)
-        byte = f"({byte} | ((unsigned){row}[((k * {bits}) >> 3) + 1] << 8))"
+    if 8 % bits:  # a sample may straddle two bytes: only then is the next one read
+        spill = f"((unsigned){row}[((k * {bits}) >> 3) + 1] << 8)"
+        byte = f"({byte} | (((k * {bits}) & 7) > {8 - bits} ? {spill} : 0u))"
     return f"(({byte} >> ((k * {bits}) & 7)) & {(1 << bits) - 1}u)"
 
 
@@ -91,7 +92,10 @@ static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
 }}
 """
         return Emitted(code, [lut], [])
-    spill = f"        row[((k * {bits}) >> 3) + 1] |= (uint8_t)(x >> 8);\n"
+    spill = f"""        if (((k * {bits}) & 7) > {8 - bits}) {{ /* straddles into the next byte */
+            row[((k * {bits}) >> 3) + 1] |= (uint8_t)(x >> 8);
+        }}
+"""
     code = f"""
 /* box sum of the last {lay.width} raw samples (a running sum: the new sample in, the oldest
  * one, about to be overwritten in the ring, out), then the input table */
@@ -108,7 +112,7 @@ static void front(decoder_state_t *s, const uint8_t *bin, int8_t *q)
     for (k = 0; k < {c}; ++k) {{
         unsigned x = (unsigned)bin[k] << ((k * {bits}) & 7);
         row[(k * {bits}) >> 3] |= (uint8_t)(x & 0xFFu);
-{"" if 8 % bits == 0 else "    " + spill}    }}
+{"" if 8 % bits == 0 else spill}    }}
     s->ring_pos = (uint16_t)((s->ring_pos + 1) % {lay.ring_rows});
 }}
 """
@@ -242,8 +246,15 @@ def layout(model: IntModel) -> Layout:
         hidden=model.cells[0].hidden, layers=len(model.cells), width=model.width,
         mode=model.mode, num_steps=model.num_steps, lag=model.lag, in_t="uint8_t",
         out_t="int32_t", act_t="int8_t", acc_t="int32_t", sample_bits=bits,
-        max_count=model.max_count,
+        max_count=model.max_count, acc0_bytes=_acc0_bytes(model),
     )  # fmt: skip
+
+
+def _acc0_bytes(model: IntModel) -> int:
+    """3 when every layer-0 input projection fits 24 bits (|x| <= 128 per int8 input), else 4:
+    a window keeps 3H of them over its chains, and on the device that stack is RAM."""
+    bound = int(np.abs(model.cells[0].w_ih.astype(np.int64)).sum(1).max(initial=0)) * 128
+    return 3 if bound < 2**23 else 4
 
 
 def _host_io(model: IntModel, lay: Layout) -> str:
@@ -301,5 +312,5 @@ def emit(model: IntModel, policy: str = "auto", budget: int | None = None) -> Pr
         hidden_io=_host_io(model, lay),
         constants=f"\nstatic const float out_scale[{lay.outputs}] = DECODER_OUTPUT_SCALES;\n",
     )
-    helpers = sparse.DSP_HELPERS + int_templates.HELPERS
+    helpers = sparse.DSP_HELPERS + int_templates.HELPERS + int_templates.ACC0[lay.acc0_bytes]
     return assemble(lay, parts, helpers, macros, host, ["<stdint.h>", "<string.h>"])

@@ -105,7 +105,7 @@ static void layer_norm(int32_t *h, int n, int64_t eps)
 
 # one GRU cell: {p} prefix, {n} hidden size, gate constants as C expressions of row index j
 CELL = """
-static void {p}_run(const int32_t *acc_i, const int8_t *x, const int8_t *h, int32_t *hq)
+static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *h, int32_t *hq)
 {{
     int u;
     for (u = 0; u < {n}; ++u) {{
@@ -113,9 +113,9 @@ static void {p}_run(const int32_t *acc_i, const int8_t *x, const int8_t *h, int3
         int64_t pre[2], g;
         int32_t q[2], cand, ai[3], ah[3] = {{0, 0, 0}}; /* gate rows r, z, n of unit u */
         if (acc_i) {{
-            ai[0] = acc_i[u];
-            ai[1] = acc_i[{n} + u];
-            ai[2] = acc_i[{n2} + u];
+            ai[0] = acc0_get(acc_i, u);
+            ai[1] = acc0_get(acc_i, {n} + u);
+            ai[2] = acc0_get(acc_i, {n2} + u);
         }} else {{
             rows3_{p}_ih(u, x, ai);
         }}
@@ -159,15 +159,45 @@ static void {name}(const int32_t *x, int8_t *dst)
 """
 
 IH_ALL = """
-static void ih0_all(const int8_t *x, int32_t *acc)
+static void ih0_all(const int8_t *x, acc0_t *acc)
 {{
     int u;
     for (u = 0; u < {n}; ++u) {{
         int32_t a3[3];
         rows3_c0_ih(u, x, a3);
-        acc[u] = a3[0];
-        acc[{n} + u] = a3[1];
-        acc[{n2} + u] = a3[2];
+        acc0_put(acc, u, a3[0]);
+        acc0_put(acc, {n} + u, a3[1]);
+        acc0_put(acc, {n2} + u, a3[2]);
     }}
 }}
 """
+
+# layer 0's input projection, kept over a window's chains: int32, or 24 bits when its bound fits
+ACC0 = {
+    4: """
+typedef int32_t acc0_t;
+static inline void acc0_put(acc0_t *p, int i, int32_t v)
+{
+    p[i] = v;
+}
+static inline int32_t acc0_get(const acc0_t *p, int i)
+{
+    return p[i];
+}
+""",
+    3: """
+typedef uint8_t acc0_t; /* three bytes per value, little-endian two's complement */
+static inline void acc0_put(acc0_t *p, int i, int32_t v)
+{
+    const uint32_t u = (uint32_t)v;
+    p[3 * i] = (uint8_t)u;
+    p[3 * i + 1] = (uint8_t)(u >> 8);
+    p[3 * i + 2] = (uint8_t)(u >> 16);
+}
+static inline int32_t acc0_get(const acc0_t *p, int i)
+{
+    const uint32_t u = p[3 * i] | ((uint32_t)p[3 * i + 1] << 8) | ((uint32_t)p[3 * i + 2] << 16);
+    return (int32_t)(u ^ 0x800000u) - 0x800000; /* sign-extend bit 23 */
+}
+""",
+}

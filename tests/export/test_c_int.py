@@ -123,6 +123,23 @@ def test_c_equals_reference_bit_for_bit(tmp_path, mode, layers, policy, top):
     assert np.array_equal(lib.run(states, x), IntDecoder(im).run(x))
 
 
+@pytest.mark.parametrize("width", [3, 4])
+def test_layer0_projection_kept_in_24_or_32_bits_is_bit_exact(tmp_path, monkeypatch, width):
+    from cortexedge.export.c import build
+
+    im = int_model(read_structure(small_aegru("window", 2)), max_count=5)
+    bound = int(np.abs(im.cells[0].w_ih.astype(np.int64)).sum(1).max()) * 128
+    assert bound < 2**23 and emit_int.layout(im).acc0_bytes == 3  # this one fits 24 bits
+    monkeypatch.setattr(emit_int, "_acc0_bytes", lambda model: width)  # the other kind too
+    program = emit_int.emit(im, "dense")
+    assert f"typedef {'uint8_t' if width == 3 else 'int32_t'} acc0_t;" in program.source
+    for name, text in program.files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "int", 2, 12)
+    x = np.minimum(poisson(500, 12, seed=8, lam=1.5), 5)
+    assert np.array_equal(lib.run(lib.states(1), x), IntDecoder(im).run(x))
+
+
 def test_effective_macs_leave_out_the_zero_weights_dense_storage_runs():
     # CSR executes only the non-zero weights: its total is the dense build's effective count
     im = int_model(read_structure(small_aegru("window", 1, pruned=True)), max_count=5)
