@@ -140,6 +140,12 @@ class IntGRUCell:
         return hq if self.ln_eps is None else layer_norm(hq, self.ln_eps)
 
 
+def acc_bound(w: np.ndarray, largest_input: float) -> np.ndarray:
+    """Per row of integer weights `w`, the largest |accumulator| over inputs with
+    |x| <= `largest_input`: what sizes requantizers and the stored projections."""
+    return np.abs(w.astype(np.int64)).sum(1) * float(largest_input)
+
+
 def _clip_pre(pre: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(pre, -PRE_LIMIT), PRE_LIMIT)
 

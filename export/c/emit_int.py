@@ -21,7 +21,7 @@ from cortexedge.export.c import emit_common, int_templates, sparse
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.program import Emitted, Program, assemble, runs_per_step
 from cortexedge.export.c.sparse import CArray, gate_rows_function, row_function, store
-from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant
+from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant, acc_bound
 
 
 def _const(name: str, values: np.ndarray, index: str, dtype) -> tuple[str, list[CArray]]:
@@ -251,9 +251,9 @@ def layout(model: IntModel) -> Layout:
 
 
 def _acc0_bytes(model: IntModel) -> int:
-    """3 when every layer-0 input projection fits 24 bits (|x| <= 128 per int8 input), else 4:
-    a window keeps 3H of them over its chains, and on the device that stack is RAM."""
-    bound = int(np.abs(model.cells[0].w_ih.astype(np.int64)).sum(1).max(initial=0)) * 128
+    """3 when every layer-0 input projection fits 24 bits (its inputs are int8), else 4: a
+    window keeps 3H of them over its chains, and on the device that stack is RAM."""
+    bound = acc_bound(model.cells[0].w_ih, 128).max(initial=0)  # the cells' inputs are int8
     return 3 if bound < 2**23 else 4
 
 

@@ -211,7 +211,8 @@ def export_c(
         if imodel is not None:
             _declare_counts(work / "decoder.onnx", max_count)
         loaded = load_decoder(work / "decoder.onnx")
-        program = program or float_program(loaded, sparse)
+        if program is None:  # the float path reads the exported graph
+            program = float_program(loaded, sparse)
         prefix = name or default_prefix(loaded.meta.model_family)
         manifest = _build(program, imodel, loaded, work, rec, verify_bins, reference_bins,
                           cortex_m, qemu_bins, policy, progress, prefix)  # fmt: skip

@@ -34,6 +34,7 @@ from cortexedge.runtime.int_reference import (
     IntLinear,
     IntModel,
     Requant,
+    acc_bound,
 )
 
 BOUND = 1 << 62  # no int64 intermediate may reach this
@@ -182,12 +183,12 @@ def _encoder(s: Structure, q_in: Quant, target: Quant) -> IntLinear:
     if s.clamp is not None:
         edge = torch.round(torch.tensor([-s.clamp, s.clamp]) / torch.tensor(target.scale))
         lo, hi = max(lo, int(edge[0])), min(hi, int(edge[1]))
-    bound = float(np.abs(w.astype(np.int64)).sum(1).max()) * max(abs(q_in.qmin), q_in.qmax)
+    bound = float(acc_bound(w, _largest(q_in)).max())
     return IntLinear(w, requant(mult, offset, bound, target, lo, hi))
 
 
-def _acc_bound(w: np.ndarray, q: Quant) -> np.ndarray:
-    return np.abs(w.astype(np.int64)).sum(1) * float(max(abs(q.qmin), q.qmax))
+def _largest(q: Quant) -> int:
+    return max(abs(q.qmin), q.qmax)
 
 
 def _cell(cell, norm, q_x: Quant, target: Quant) -> IntGRUCell:
@@ -205,8 +206,8 @@ def _cell(cell, norm, q_x: Quant, target: Quant) -> IntGRUCell:
     b_i = np.round(gate_bias / (q_x.scale * s_wi)).astype(np.int64)  # accumulator units
     b_hn = np.round(b_hh[2 * n :] / (q_h.scale * s_wh[2 * n :])).astype(np.int64)
     m_h[2 * n :] *= q_sig.scale  # the candidate reads q_r · (acc_hn + b_hn)
-    bound_i = _acc_bound(w_ih, q_x) + np.abs(b_i)
-    bound_h = _acc_bound(w_hh, q_h)
+    bound_i = acc_bound(w_ih, _largest(q_x)) + np.abs(b_i)
+    bound_h = acc_bound(w_hh, _largest(q_h))
     bound_h[2 * n :] = (bound_h[2 * n :] + np.abs(b_hn)) * q_sig.qmax
     shift = _shift_for(np.stack([m_i, m_h]), [bound_i, bound_h], np.zeros(3 * n))
     scale = np.exp2(shift)

@@ -209,17 +209,14 @@ def choose(w: np.ndarray, policy: str | Mapping[str, str], name: str = "") -> st
         raise CortexEdgeError(
             f"sparse: policy must be one of {', '.join(POLICIES)}, got {policy!r}"
         )
-    sizes = {"dense": w.nbytes, "csr": _csr_bytes(w)}
-    if w.dtype == np.int8:
-        sizes["mask"] = _mask_bytes(w)
-    if policy == "mask" and "mask" not in sizes:
+    formats = options(w)
+    if policy == "mask" and "mask" not in formats:
         raise CortexEdgeError("sparse: the 'mask' format stores int8 matrices only")
     if policy in ("dense", "sparse", "mask"):
         return {"dense": "dense", "sparse": "csr", "mask": "mask"}[policy]
     if policy == "size":
-        return min(sizes, key=lambda f: (sizes[f], f != "dense"))
-    cost = {f: estimated_insns(w, f) for f in sizes}
-    return min(sizes, key=lambda f: (cost[f], sizes[f]))
+        return min(formats, key=lambda f: (formats[f][0], f != "dense"))
+    return min(formats, key=lambda f: (formats[f][1], formats[f][0]))
 
 
 def store(
