@@ -158,6 +158,11 @@ def save_plot(run: ProfileRun, path: str | os.PathLike, max_bins: int = 1000) ->
     _atomic_write(Path(path), lambda f: canvas.print_png(f, metadata={"Software": PNG_MARK}))
 
 
+def axis_label(output: dict) -> str:
+    """An output's name, with its unit when the recording gave one (a converted file may not)."""
+    return output["name"] + (f" ({output['unit']})" if output.get("unit") else "")
+
+
 def _latency_panel(ax, run: ProfileRun) -> None:
     """Step latency per backend on a log axis, p50/p99 and misses per backend, the deadline as
     a red line."""
@@ -196,7 +201,7 @@ def _trace_panels(axes, run: ProfileRun, truth: np.ndarray, max_bins: int) -> No
         ax.plot(t, truth[shown, k], label="true", lw=1)
         ax.plot(t, run.predictions[shown, k], label=f"predicted ({backend})", lw=1)
         r2 = r2_score(truth[scored, k], run.predictions[scored, k]) if scored.any() else np.nan
-        ax.set(xlabel="time (s)", ylabel=f"{out['name']} ({out['unit']})",
+        ax.set(xlabel="time (s)", ylabel=axis_label(out),
                title=f"{out['name']}: R² {r2:.3f} over the {int(scored.sum())} scored bins "
                f"(first {t.size} bins shown)")  # fmt: skip
         ax.legend(fontsize=8, loc="upper right")

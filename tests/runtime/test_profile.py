@@ -113,6 +113,14 @@ def test_reports_table_json_and_png(gru_op, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_trace_axes_name_the_unit_only_when_there_is_one():
+    from cortexedge.runtime.report import axis_label
+
+    assert axis_label({"name": "vx", "unit": "mm per 4 ms sample"}) == "vx (mm per 4 ms sample)"
+    assert axis_label({"name": "vel0", "unit": ""}) == "vel0"  # a .mat converted without units
+    assert axis_label({"name": "vel1", "unit": None}) == "vel1"
+
+
 def test_cli_realtime_reports_lateness_in_table_and_json(gru_op, tmp_path):
     args = ["profile", str(gru_op.path), "--synthetic", "--bins", "30", "--realtime",
             "--json", str(tmp_path / "rt.json")]  # fmt: skip
