@@ -28,7 +28,7 @@ from torch import nn
 from cortexedge import __version__
 from cortexedge.atomic import refuse_overwriting, staged_folder
 from cortexedge.errors import CortexEdgeError
-from cortexedge.export.c import build, emit_int, qemu, verify_c
+from cortexedge.export.c import build, emit_int, qemu, verify_c, window_chain
 from cortexedge.export.c.graph_emit import emit_graph
 from cortexedge.export.c.graph_ir import read_graph
 from cortexedge.export.c.graph_ops import C_OPS
@@ -240,8 +240,9 @@ def float_program(loaded: LoadedModel, policy: str):
     graph = read_graph(loaded, C_OPS)
     doc = [f"float decoder of {meta.model_family}: {graph.x.size} inputs -> "
            f"{graph.y.size} outputs, {meta.streaming.mode} mode"]  # fmt: skip
-    dense = count_graph(loaded.proto).dense  # the graph's own count, not what a file claims
-    return emit_graph(graph, policy, meta.streaming.mode, dense, doc)
+    counts = count_graph(loaded.proto)  # the graph's own count, not what a file claims
+    chain = window_chain.find(graph, loaded, {op.node: op.dense for op in counts.ops})
+    return emit_graph(graph, policy, meta.streaming.mode, counts.dense, doc, chain)
 
 
 def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, reference_bins,

@@ -80,7 +80,8 @@ class CGraph:
     accepted: tuple[float | None, float | None] = (None, None)  # the values the step takes
 
 
-def _feeds(loaded: LoadedModel) -> dict[str, np.ndarray]:
+def initial_feeds(loaded: LoadedModel) -> dict[str, np.ndarray]:
+    """The step graph's feeds for one stream at its start: a zero bin, the initial states."""
     x = np.zeros((1, *loaded.meta.input.shape), dtype=np.float32)
     states = loaded.initial_states(1)
     return {"x": x, **{s.input_name: states[s.name] for s in loaded.meta.states}}
@@ -93,7 +94,7 @@ def read_graph(loaded: LoadedModel, emitters: dict) -> CGraph:
     except ContractError as e:
         text = str(e).replace("the numpy backend", "the C generator")
         raise CortexEdgeError(f"C export: {text}") from None
-    feeds = _feeds(loaded)
+    feeds = initial_feeds(loaded)
     with np.errstate(all="ignore"):
         env = graph.run(feeds)
     const = set(graph.constants)

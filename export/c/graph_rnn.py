@@ -15,6 +15,8 @@ from cortexedge.export.c import float_math
 from cortexedge.export.c.graph_ir import CNode, Tensor
 from cortexedge.export.c.graph_ops import refuse
 
+PROJECTED = 8  # input 8 of a window chain's GRU level: its projection W·x + Wb, computed once
+
 DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
 
@@ -103,23 +105,34 @@ def _gru_after_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h:
 
 def _gru(node: CNode, ctx) -> str:
     steps, h, dirs, rev = _check(node)
-    x, w, r, b, h0 = (node.input(k) for k in (0, 1, 2, 3, 5))
+    x, w, r, b, h0, projected = (node.input(k) for k in (0, 1, 2, 3, 5, PROJECTED))
     cell = _gru_before_reset if node.attrs.get("linear_before_reset", 0) else _gru_after_reset
     float_math.use(ctx, "sigmoid_f")
     float_math.use(ctx, "tanh_f")
     blocks = []
     for d in range(dirs):
         bias = b.value[d].astype(np.float32) if b is not None else np.zeros(6 * h, np.float32)
-        mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
         temps, zero, recur, gate = cell(ctx, node, r.value[d], bias[3 * h :], d, h, steps,
                                         _zero(h0))  # fmt: skip
-        wbias = ctx.const_array(bias[: 3 * h], f"{node.name}_wb{d}")
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h")])
         init = _init(ctx, h0, d, h, "h") + (f"\n    {zero}" if zero else "")
-        project = f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);"
+        if projected is not None:  # W·x + Wb computed once for every level of a window chain
+            project, wbias = f"memcpy(xw, {ctx.ref(projected)} + t * {3 * h}, sizeof xw);", None
+        else:
+            mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
+            project = f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);"
+            wbias = ctx.const_array(bias[: 3 * h], f"{node.name}_wb{d}")
         blocks.append(_loop(steps, rev[d], f"float h[{h}];\n    {temps}", init, project, wbias,
                             3 * h, recur, gate, store, ends))  # fmt: skip
     return "\n".join(blocks)
+
+
+def _bias(wbias: str | None, n: int) -> str:
+    if wbias is None:
+        return ""
+    return f"""        for (j = 0; j < {n}; ++j) {{
+            xw[j] += {wbias}[j];
+        }}"""
 
 
 def _loop(steps, reverse, temps, init, project, wbias, n, recur, gate, store, ends) -> str:
@@ -130,9 +143,7 @@ def _loop(steps, reverse, temps, init, project, wbias, n, recur, gate, store, en
     for (s = 0; s < {steps}; ++s) {{
         const long t = {t};
         {project}
-        for (j = 0; j < {n}; ++j) {{
-            xw[j] += {wbias}[j];
-        }}
+{_bias(wbias, n)}
         {recur}
 {gate}
         {store}

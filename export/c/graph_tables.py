@@ -32,15 +32,15 @@ def _whole(t: Tensor, whole: set[str]) -> bool:
     return t.name in whole
 
 
-def integral(g: CGraph, spike_counts: bool) -> set[str]:
+def integral(g: CGraph, spike_counts: bool, past: tuple[str, ...] = ()) -> set[str]:
     """Names of the tensors that hold whole numbers whenever the bin does. A state counts as
     whole when what the step writes into it is (a buffer of past bins): assumed, then dropped
-    until the assumption holds."""
+    until the assumption holds; `past` names tensors of past bins only (a window chain's)."""
     if not spike_counts:
         return set()
     states = {s.input.name: s.output.name for s in g.states}
     while True:
-        whole = _propagate(g, {g.x.name, *states})
+        whole = _propagate(g, {g.x.name, *states, *past})
         broken = [i for i, o in states.items() if o not in whole]
         if not broken:
             return whole

@@ -50,8 +50,12 @@ def _outputs(meta: DecoderMetadata, man: dict, p: str) -> list[str]:
 
 def _memory(man: dict) -> list[str]:
     mem, arm = man["memory"], man["memory"].get("cortex_m4") or {}
+    chain = man["layout"].get("window_chain")
+    how = (f"; the window of {chain['bins']} bins {chain['lag']} samples apart is computed as "
+           "one chain step per bin, the chain states of the last "
+           f"{chain['lag']} samples kept") if chain else ""  # fmt: skip
     lines = [f"MACs per step: {man['macs']['executed_per_step']:,} executed "
-             f"(graph: {man['macs']['graph']['dense']:,} dense)."]  # fmt: skip
+             f"(graph: {man['macs']['graph']['dense']:,} dense{how})."]  # fmt: skip
     if arm:
         lines.append(f"Flash (Cortex-M4, -O2): {arm['flash_bytes']:,} B = code "
                      f"{arm['code_bytes']:,} + constants {arm['weights_bytes']:,}.")  # fmt: skip

@@ -73,12 +73,14 @@ def test_manifest_and_readme_describe_the_build(pruned_export):
     _, res = pruned_export
     man = json.loads((res.folder / "decoder_c.json").read_text())
     assert man["graph_sha256"] == load_decoder(res.folder / "decoder.onnx").meta.graph_sha256
-    # the C state is the graph's state tensor, a float field of decoder_state_t
+    # the window graph is computed as a chain (export/c/window_chain.py): the C state keeps
+    # the last L bins twice (a contiguous window at every slot), G_1 .. G_{K-1} for L slots
+    # and the slot, so the graph's buffer is raw history to the runtime (replayed on a write)
     (spec,) = load_decoder(res.folder / "decoder.onnx").meta.states
-    assert man["states"] == [{"name": "buffer", "kind": "tensor", "offset": 0,
-                              "size": int(np.prod(spec.shape))}]  # fmt: skip
-    # its field also holds the bin a step appends (the buffer shifts in place, not on the stack)
-    assert man["memory"]["state_bytes"] == 4 * (int(np.prod(spec.shape)) + 12)
+    assert man["states"] == [{"name": "buffer", "kind": "history", "rows": spec.shape[1]}]
+    steps, lag, hidden, channels = 3, spec.shape[1] // 3, 8, spec.shape[2]
+    ring = (steps - 1) * lag * hidden
+    assert man["memory"]["state_bytes"] == 4 * (2 * lag * channels + ring) + 8
     readme = (res.folder / "README.md").read_text()
     for m in man["storage"]["matrices"]:
         assert f"| {m['matrix']} | {m['shape'][0]}×{m['shape'][1]} | {m['format']} |" in readme
@@ -106,11 +108,18 @@ def test_host_library_without_python_headers(pruned_export, tmp_path, monkeypatc
 
 def test_executed_macs_follow_the_mac_rules(pruned_export):
     # the graph's effective count (CSR runs the non-zeros), less the recurrent product of the
-    # window's first step, which starts from a constant zero state
+    # window's first step, which starts from a constant zero state, and less what the chain
+    # does once per bin instead of once per window position: the encoder of K - 1 bins and
+    # K - 1 of the K input projections
     model, res = pruned_export
     graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto)
-    first = int(np.count_nonzero(model.cells[0].weight_hh.detach().numpy()))
-    assert res.manifest["macs"]["executed_per_step"] == graph.effective - first
+    nnz = {n: int(np.count_nonzero(getattr(model.cells[0], n).detach().numpy()))
+           for n in ("weight_hh", "weight_ih")}  # fmt: skip
+    steps = 3
+    encoder = int(np.count_nonzero(model.encoder.weight.detach().numpy()))
+    chain = (steps - 1) * (encoder + nnz["weight_ih"])
+    want = graph.effective - nnz["weight_hh"] - chain
+    assert res.manifest["macs"]["executed_per_step"] == want
     assert all(m["format"] == "csr" for m in res.manifest["storage"]["matrices"])
     # the window's three GRU steps share one copy of their weights
     names = [m["matrix"] for m in res.manifest["storage"]["matrices"]]

@@ -1,0 +1,520 @@
+"""A window of one recurrence over shifted bins, found in a float step graph and computed once
+per bin instead of once per window position.
+
+AEGRU's published mode (and any decoder exported the same way) reruns a GRU from a zero state
+over the K bins of a sliding buffer at every sample: K input projections, K recurrences and
+the front end (box sums, encoder) of all K bins. When the bins tile the buffer L rows apart,
+bin k at sample t is the newest bin at t − (K−1−k)·L. With G_j(t) the state after the j bins
+ending at the newest one, G_1(t) = cell(x(t), 0), G_j(t) = cell(x(t), G_{j−1}(t − L)), and the
+graph's output reads G_K(t). Keeping G_1 .. G_{K−1} of the last L samples (a ring in the C
+state), a step computes the newest bin's front end, one input projection and K recurrences
+(the first from zero): AEGRU at C=96 executes 18,976 of its graph's 46,624 MACs.
+
+`find` takes this path only when the graph provably computes the window:
+- one state is a buffer [1, R, ...] that each step shifts by one row and appends the bin to
+  (checked on random values) and starts at zero, so what precedes the stream is zero bins and
+  the ring starts at G_j⁰, the chain over j zero bins (read off the graph's own run);
+- the nodes from the new buffer to the recurrence input P are one path whose first node splits
+  the rows into K bins of L and whose every node is parallel along the bin axis (`_axis`:
+  element-wise ops, reductions and products that leave that axis alone, constants that do not
+  vary along it), so each bin goes through the same function of its own rows;
+- GRU nodes g_1 .. g_K with equal weights read bins 0 .. K−1 of P, g_1 from a zero state and
+  each next from the one before through equal link nodes (a LayerNorm, say); nothing else
+  reads P or a link.
+Anything else returns None and the graph is emitted as it computes. The rewritten nodes are
+ordinary C-IR nodes (a truncated front end on the last L rows, a Gemm for the shared
+projection, the K levels in descending order so each reads its ring slot before the level
+below overwrites it), so every op keeps its one emitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from cortexedge.export.c import graph_ops
+from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor, initial_feeds
+from cortexedge.export.c.graph_rnn import PROJECTED
+from cortexedge.runtime.model import LoadedModel
+from cortexedge.runtime.onnx_numpy.ops_shape import axes_of
+from cortexedge.runtime.onnx_numpy.reference import OPS, ReferenceGraph, Step
+
+SHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # flat order unchanged
+POINTWISE = ("Relu", "Tanh", "Sigmoid", "Softplus", "Log", "Exp", "Abs", "Neg", "Sqrt", "Clip",
+             "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Erf")  # fmt: skip
+REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The rewritten graph and what its C state adds: a ring of G_1 .. G_{K−1} per slot."""
+
+    graph: CGraph  # without the buffer state: the C state keeps its own window of it
+    buffer: str  # the buffer state's name
+    steps: int  # K bins per window
+    lag: int  # L rows per bin (ring slots)
+    rows: int  # R = K·L, the graph's buffer rows
+    window: Tensor  # [1, L, ...]: the last L rows, which the front end reads
+    rings: tuple[Tensor, ...]  # G_1 .. G_{K−1} as the levels read and write them
+    start: np.ndarray  # [K−1, H] float32: G_j⁰
+    saved: int  # dense MACs of the graph the rewrite does not execute
+
+    @property
+    def hidden(self) -> int:
+        return self.rings[0].size
+
+    @property
+    def row(self) -> int:
+        """Values per buffer row (the bin's size)."""
+        return self.window.size // self.lag
+
+
+def _readers(g: CGraph) -> dict[str, list[CNode]]:
+    out: dict[str, list[CNode]] = {}
+    for n in g.nodes:
+        for t in n.inputs:
+            if t is not None and not t.const:
+                out.setdefault(t.name, []).append(n)
+    return out
+
+
+def _live(g: CGraph) -> CGraph:
+    """`g` without the nodes nothing reads (a Gather left for a Shape the reader folded)."""
+    need = {g.y.name, *(s.output.name for s in g.states)}
+    keep = []
+    for n in reversed(g.nodes):
+        if any(t is not None and t.name in need for t in n.outputs):
+            keep.append(n)
+            need.update(t.name for t in n.inputs if t is not None)
+    return replace(g, nodes=tuple(reversed(keep)))
+
+
+def _data(node: CNode) -> list[Tensor]:
+    return [t for t in node.inputs if t is not None and not t.const]
+
+
+def _same(a: CNode, b: CNode, skip: tuple[int, ...] = ()) -> bool:
+    """Same op, attributes and constant inputs (inputs at `skip` not compared)."""
+    if a.op_type != b.op_type or a.attrs != b.attrs or len(a.inputs) != len(b.inputs):
+        return False
+    for k, (s, t) in enumerate(zip(a.inputs, b.inputs, strict=True)):
+        if k in skip or (s is None and t is None):
+            continue
+        if s is None or t is None or s.const != t.const or s.shape != t.shape:
+            return False
+        if s.const and not np.array_equal(s.value, t.value):
+            return False
+    return True
+
+
+def _blocks(g: CGraph, readers: dict) -> list[tuple[CNode, list[CNode]]] | None:
+    """[(GRU g_j, link nodes to g_{j+1}'s state)] of the first chain of K >= 2 equal cells."""
+    for first in (n for n in g.nodes if n.op_type == "GRU" and _zero(n.input(5))):
+        blocks, node = [], first
+        while True:
+            t, links = node.output(1), []
+            if t is None or node.output(0) is not None:
+                break
+            while len(readers.get(t.name, [])) == 1:
+                nxt = readers[t.name][0]
+                if nxt.op_type == "GRU" or len(_data(nxt)) != 1 or len(nxt.outputs) != 1:
+                    break
+                links.append(nxt)
+                t = nxt.outputs[0]
+            blocks.append((node, links))
+            nxt = readers.get(t.name, [])
+            if len(nxt) != 1 or nxt[0].op_type != "GRU" or nxt[0].input(5) is not t:
+                break
+            node = nxt[0]
+        if len(blocks) >= 2 and _equal_cells(blocks):
+            m = len(blocks[0][1])
+            return [(gru, links[:m]) for gru, links in blocks]
+    return None
+
+
+def _equal_cells(blocks: list) -> bool:
+    g1, links1 = blocks[0]
+    m = len(links1)
+    if g1.attrs.get("direction", "forward") != "forward" or g1.attrs.get("layout", 0):
+        return False
+    for gru, links in blocks:
+        if gru.input(0).shape[0] != 1 or len(links) < m or not _same(gru, g1, (0, 5)):
+            return False
+        if not all(_same(a, b, (_slot(a),)) for a, b in zip(links, links1, strict=False)):
+            return False
+    return all(len(links) == m for _, links in blocks[:-1])
+
+
+def _slot(node: CNode) -> int:
+    return next(k for k, t in enumerate(node.inputs) if t is not None and not t.const)
+
+
+def _zero(t: Tensor | None) -> bool:
+    return t is None or (t.const and not np.any(t.value))
+
+
+def _axis(node: CNode, a: int) -> int | None:
+    """The bin axis of `node`'s output when its input's is `a`, or None when the node mixes
+    bins or its constants vary along them."""
+    x, out = _data(node)[0], node.outputs[0]
+    k = x.shape[a]
+    op = node.op_type
+    if op in SHAPES:
+        return _kept_axis(x.shape, out.shape, a)
+    if op in POINTWISE:
+        consts = [t for t in node.inputs if t is not None and t.const]
+        rank = len(out.shape)
+        for c in consts:
+            dims = (1,) * (rank - len(c.shape)) + tuple(c.shape)
+            if dims[a] != 1:
+                return None
+        return a if out.shape == x.shape else None
+    if op == "Transpose":
+        perm = node.attrs.get("perm", list(range(len(x.shape)))[::-1])
+        return perm.index(a)
+    if op in REDUCE:
+        axes = axes_of([None if t is None else t.value for t in node.inputs], node.attrs)
+        if axes is None:  # every axis
+            return None
+        axes = [int(b) % len(x.shape) for b in axes]
+        if a in axes:
+            return None
+        return a if node.attrs.get("keepdims", 1) else a - sum(1 for b in axes if b < a)
+    if op == "Gemm":
+        c = node.input(2)
+        if a != 0 or node.attrs.get("transA", 0) or (c is not None and c.shape[:-1] == (k,)):
+            return None
+        return 0 if node.inputs[1].const else None
+    if op == "MatMul":
+        ok = node.inputs[0] is x and node.inputs[1].const and len(x.shape) >= 2
+        return a if ok and a < len(x.shape) - 1 else None
+    if op == "BatchNormalization":
+        return a if a != 1 and node.inputs[0] is x else None
+    if op == "LayerNormalization":
+        start = node.attrs.get("axis", -1) % len(x.shape)
+        return a if a < start and node.inputs[0] is x else None
+    return None
+
+
+def _kept_axis(before: tuple, after: tuple, a: int) -> int | None:
+    """Where axis `a` of a tensor lands when its flat order is kept and its shape becomes
+    `after`: an axis of the same size after the same number of elements."""
+    head = int(np.prod(before[:a], dtype=np.int64))
+    for b, size in enumerate(after):
+        if size == before[a] and int(np.prod(after[:b], dtype=np.int64)) == head:
+            return b
+    return None
+
+
+def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | None:
+    """The window chain of `g` (the C IR of `loaded`'s step graph), or None; `node_macs`: dense
+    MACs per node name (the graph's own count)."""
+    g = _live(g)
+    readers = _readers(g)
+    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+    cells = _cells(g, readers, producer)
+    if cells is None:
+        return None
+    blocks, p, sel, removed = cells
+    steps = len(blocks)
+    found = _path(g, readers, producer, p, steps)
+    if found is None:
+        return None
+    k, path, axes = found
+    state = g.states[k]
+    if p.shape[axes[-1]] != steps or not all(
+        _selects(s, p, axes[-1], j) for j, s in enumerate(sel)
+    ):
+        return None
+    if np.any(loaded.initial_states(1)[state.spec.name]) or not _slides(loaded, state):
+        return None
+    rows = state.output.shape[1]
+    lag = rows // steps
+    removed |= {id(n) for n in path}
+    buffer = _slide_nodes(g, k, [n for n in g.nodes if id(n) not in removed])
+    window = Tensor(f"{state.output.name}/window", (1, lag, *state.output.shape[2:]))
+    front = None if buffer is None else _truncate(path, axes, window)
+    if front is None:
+        return None
+    levels, proj, rings = _levels(blocks, front[-1].outputs[0])
+    with np.errstate(all="ignore"):
+        first = ReferenceGraph(loaded.proto).run(initial_feeds(loaded))[p.name]
+    start = _start(blocks, np.take(first, 0, axis=axes[-1]))
+    front_macs = sum(node_macs.get(n.name, 0) for n in path)
+    saved = front_macs * (steps - 1) // steps + (steps - 1) * proj.inputs[1].size
+    i0 = next(i for i, n in enumerate(g.nodes) if n is path[0])
+    removed |= {id(n) for n in buffer}
+    before = [n for n in g.nodes[:i0] if id(n) not in removed]
+    after = [n for n in g.nodes[i0:] if id(n) not in removed]
+    states = tuple(s for j, s in enumerate(g.states) if j != k)
+    graph = replace(g, nodes=(*before, *front, proj, *levels, *after), states=states)
+    return Chain(graph, state.spec.name, steps, lag, rows, window, rings, start, saved)
+
+
+def _cells(g: CGraph, readers: dict, producer: dict):
+    """(blocks, the recurrence input P, the nodes selecting its bins, ids of nodes replaced):
+    K single-step GRU nodes reading bins of P (AEGRU's export), or one GRU node over a
+    K-step P (an nn.GRU run over the window), seen as K single-step blocks."""
+    blocks = _blocks(g, readers)
+    if blocks is not None:
+        sel = [producer.get(gru.input(0).name) for gru, _ in blocks]
+        if any(s is None or s.op_type not in graph_ops.MOVES or len(_data(s)) != 1 for s in sel):
+            return None
+        p = _data(sel[0])[0]
+        if any(_data(s)[0] is not p for s in sel) or len(readers[p.name]) != len(blocks):
+            return None
+        parts = (*sel, *(x for gru, links in blocks for x in (gru, *links)))
+        return blocks, p, sel, {id(n) for n in parts}
+    for node in g.nodes:
+        seq = _sequence(node, readers)
+        if seq is not None:
+            return seq, node.input(0), [], {id(node)}
+    return None
+
+
+def _sequence(node: CNode, readers: dict) -> list[tuple[CNode, list]] | None:
+    """One GRU node over K >= 2 steps of P from a zero state, whose final state alone is read,
+    as K single-step blocks (tensors between them named here)."""
+    if node.op_type != "GRU" or not _zero(node.input(5)) or node.output(0) is not None:
+        return None
+    x, end = node.input(0), node.output(1)
+    lens = node.input(4)
+    if end is None or x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
+        return None
+    if lens is not None and not (lens.const and np.all(lens.value == x.shape[0])):
+        return None
+    steps, blocks = x.shape[0], []
+    for j in range(steps):
+        ins = list(node.inputs) + [None] * (6 - len(node.inputs))
+        ins[0], ins[4] = Tensor(f"{x.name}/{j}", (1, *x.shape[1:])), None
+        ins[5] = ins[5] if j == 0 else blocks[-1][0].output(1)
+        out = end if j == steps - 1 else Tensor(f"{node.name}/h{j + 1}", end.shape)
+        outs = (None, out, *node.outputs[2:])
+        blocks.append((replace(node, name=f"{node.name}/{j}", inputs=tuple(ins), outputs=outs), []))
+    return blocks if _equal_cells(blocks) else None
+
+
+def _start(blocks: list, x0: np.ndarray) -> np.ndarray:
+    """G_1⁰ .. G_{K−1}⁰: the chain over j zero bins (input x0), by the reference kernels."""
+    env: dict[str, np.ndarray] = {}
+    out = []
+    for gru, links in blocks[:-1]:
+        env[gru.input(0).name] = np.asarray(x0, np.float32).reshape(gru.input(0).shape)
+        for node in (gru, *links):
+            ins = [None if t is None else t.value if t.const else env[t.name]
+                   for t in node.inputs]  # fmt: skip
+            with np.errstate(all="ignore"):
+                values = node.step.op.kernel(ins, node.attrs)
+            env.update(
+                {t.name: v for t, v in zip(node.outputs, values, strict=False) if t is not None}
+            )
+        end = links[-1].outputs[0] if links else gru.output(1)
+        out.append(np.asarray(env[end.name], np.float32).reshape(-1))
+    return np.stack(out)
+
+
+def _path(g: CGraph, readers: dict, producer: dict, p: Tensor, steps: int):
+    """(buffer state index, the nodes from the new buffer to P, each one's output bin axis),
+    or None when P is not a bin-parallel function of one sliding buffer's new value."""
+    births = {s.output.name: k for k, s in enumerate(g.states)}
+    path, t = [], p
+    while t.name not in births:
+        node = producer.get(t.name)
+        if node is None or len(_data(node)) != 1 or sum(o is not None for o in node.outputs) != 1:
+            return None
+        if path and not (len(readers.get(t.name, [])) == 1 and readers[t.name][0] is path[0]):
+            return None
+        path.insert(0, node)
+        t = _data(node)[0]
+    k = births[t.name]
+    if not path or g.states[k].spec.batch_axis != 0 or len(t.shape) < 2 or t.shape[0] != 1:
+        return None
+    axes = [_split(path[0], t, steps)]
+    for node in path[1:]:
+        if axes[-1] is None:
+            return None
+        axes.append(_axis(node, axes[-1]))
+    return None if axes[-1] is None else (k, path, axes)
+
+
+def _split(node: CNode, buf: Tensor, steps: int) -> int | None:
+    """The bin axis of a shape op that splits the buffer's R rows into `steps` bins of R/steps."""
+    rows = buf.shape[1]
+    if node.op_type not in SHAPES or rows % steps:
+        return None
+    cell = rows // steps * int(np.prod(buf.shape[2:], dtype=np.int64))
+    out = node.outputs[0].shape
+    for b, size in enumerate(out):
+        if size == steps and np.prod(out[:b]) == 1 and np.prod(out[b + 1 :]) == cell:
+            return b
+    return None
+
+
+def _slide_nodes(g: CGraph, k: int, kept: list[CNode]) -> list[CNode] | None:
+    """The nodes that compute the buffer's next value, or None when a node that stays reads
+    the buffer: the C state then keeps only the window the chain reads."""
+    s = g.states[k]
+    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+    buffer, todo = [], [s.output]
+    while todo:
+        node = producer.get(todo.pop().name)
+        if node is not None and all(node is not b for b in buffer):
+            buffer.append(node)
+            todo += _data(node)
+    inside = {t.name for n in buffer for t in n.outputs if t is not None} | {s.input.name}
+    if any(t.name in inside for n in kept if all(n is not b for b in buffer) for t in _data(n)):
+        return None
+    return buffer
+
+
+def _selects(node: CNode, p: Tensor, axis: int, j: int) -> bool:
+    """True when `node`'s output is bin j of P, element for element."""
+    mv = graph_ops.moves(node)[0]
+    want = np.flatnonzero(np.indices(p.shape)[axis].reshape(-1) == j)
+    return bool(np.all(mv.source == 0)) and np.array_equal(mv.index, want)
+
+
+def _slides(loaded: LoadedModel, state) -> bool:
+    """True when a step shifts the state by one row and appends the bin (on random values)."""
+    feeds = initial_feeds(loaded)
+    rng = np.random.default_rng(0)
+    feeds = {n: rng.standard_normal(v.shape).astype(v.dtype) for n, v in feeds.items()}
+    with np.errstate(all="ignore"):
+        new = ReferenceGraph(loaded.proto).run(feeds)[state.spec.output_name]
+    old = feeds[state.spec.input_name]
+    if old.ndim < 2 or feeds["x"].size != int(np.prod(old.shape[2:], dtype=np.int64)):
+        return False
+    want = np.concatenate([old[:, 1:], feeds["x"].reshape(1, 1, *old.shape[2:])], axis=1)
+    return bool(np.shape(new) == want.shape and np.array_equal(new, want))
+
+
+def _step(name: str, op_type: str, inputs: tuple, outputs: tuple, attrs: dict) -> Step:
+    names = tuple(t.name if t is not None else "" for t in inputs)
+    return Step(name, op_type, OPS[op_type], names, tuple(t.name for t in outputs), attrs)
+
+
+def _const(name: str, values) -> Tensor:
+    v = np.asarray(values)
+    return Tensor(name, v.shape, v)
+
+
+def _truncate(path: list[CNode], axes: list[int], window: Tensor) -> list[CNode] | None:
+    """The front end on the newest bin only: each path node with its bin axis of size 1 (a
+    Reshape's target shape to match), the first reading the window of the last L rows."""
+    nodes = []
+    t_in = window
+    for node, b in zip(path, axes, strict=True):
+        out = node.outputs[0]
+        shape = tuple(1 if i == b else d for i, d in enumerate(out.shape))
+        ins = tuple(
+            None if t is None else t_in if not t.const
+            else _const(f"{t.name}/last_bin", shape) if node.op_type == "Reshape" and i == 1
+            else t
+            for i, t in enumerate(node.inputs)
+        )  # fmt: skip
+        probe = [None if t is None else t.value if t.const else np.zeros(t.shape, np.float32)
+                 for t in ins]  # fmt: skip
+        if np.shape(node.step.op.kernel(probe, node.attrs)[0]) != shape:
+            return None
+        new = Tensor(f"{out.name}/last_bin", shape)
+        nodes.append(
+            replace(
+                node,
+                inputs=ins,
+                outputs=(new,),
+                step=_step(node.name, node.op_type, ins, (new,), node.attrs),
+            )
+        )
+        t_in = new
+    return nodes
+
+
+def _levels(blocks: list, p_last: Tensor) -> tuple[list[CNode], CNode, tuple[Tensor, ...]]:
+    """The K levels (descending), the shared projection node and the ring tensors."""
+    gru1 = blocks[0][0]
+    h = gru1.input(2).shape[-1]
+    w = gru1.input(1).value[0].astype(np.float32)
+    b = gru1.input(3)
+    bias = b.value[0][: 3 * h] if b is not None else np.zeros(3 * h)
+    xw = Tensor(f"{gru1.name}/projection", (1, 3 * h))
+    ins = (Tensor(p_last.name, (1, p_last.size)), _const(f"{xw.name}/w", w),
+           _const(f"{xw.name}/b", bias.astype(np.float32)))  # fmt: skip
+    proj = CNode(xw.name, "Gemm", ins, (xw,), {"transB": 1},
+                 _step(xw.name, "Gemm", ins, (xw,), {"transB": 1}))  # fmt: skip
+    steps = len(blocks)
+    first_end = blocks[0][1][-1].outputs[0] if blocks[0][1] else gru1.output(1)
+    rings = tuple(Tensor(f"window_ring{j}", first_end.shape) for j in range(1, steps))
+    levels: list[CNode] = []
+    for j in reversed(range(steps)):
+        gru, links = blocks[j]
+        m = {gru.input(0).name: Tensor(p_last.name, gru.input(0).shape)}
+        if j > 0:
+            m[gru.input(5).name] = rings[j - 1]
+        end = links[-1].outputs[0] if links else gru.output(1)
+        if j < steps - 1:
+            m[end.name] = rings[j]
+        padded = (*gru.inputs, *(None,) * (PROJECTED - len(gru.inputs)), xw)
+        levels.append(_rewired(replace(gru, inputs=padded), m))
+        levels += [_rewired(n, m) for n in links]
+    return levels, proj, rings
+
+
+def _rewired(node: CNode, m: dict[str, Tensor]) -> CNode:
+    def swap(t: Tensor | None) -> Tensor | None:
+        return None if t is None else m.get(t.name, t)
+
+    return replace(node, inputs=tuple(map(swap, node.inputs)),
+                   outputs=tuple(map(swap, node.outputs)))  # fmt: skip
+
+
+# ------------------------------------------------------------------------- the C state
+def place(chain: Chain, ctx) -> None:
+    """The window and each level's ring tensor at this step's slot in the state."""
+    ctx.place[chain.window.name] = f"(state->window + (state->slot + 1) * {chain.row})"
+    for j, t in enumerate(chain.rings):
+        ctx.place[t.name] = f"(state->ring + ({j * chain.lag} + state->slot) * {chain.hidden})"
+
+
+def fields(chain: Chain) -> list[tuple[str, str, str]]:
+    """The window, the ring and their slot, as decoder_state_t fields."""
+    n, lag = len(chain.rings), chain.lag
+    return [("float", f"window[{2 * lag * chain.row}]",
+             f"the last {lag} bins, each at its slot and {lag} rows later, so the window "
+             "ending now is contiguous"),
+            ("float", f"ring[{n * lag * chain.hidden}]",
+             f"G_1 .. G_{n} of the last {lag} samples (the window's chain states)"),
+            ("long", "slot", f"this sample's slot, 0 .. {lag - 1}")]  # fmt: skip
+
+
+def store(chain: Chain) -> str:
+    """The start of a step: the bin into its slot of the window, twice."""
+    row, size = chain.row, f"sizeof(float) * {chain.row}"
+    rows = ("state->slot", f"(state->slot + {chain.lag})")
+    return "".join(f"    memcpy(state->window + {r} * {row}, bin, {size});\n" for r in rows)
+
+
+def reset(chain: Chain, ctx) -> str:
+    """Fill every slot of ring j with G_j⁰ (what the chain holds over zero bins)."""
+    start = ctx.const_array(chain.start, "window_ring_start")
+    h, lag = chain.hidden, chain.lag
+    return f"""    for (i = 0; i < {len(chain.rings) * lag}; ++i) {{
+        memcpy(state->ring + i * {h}, {start} + (i / {lag}) * {h}, sizeof(float) * {h});
+    }}
+"""
+
+
+def advance(chain: Chain) -> str:
+    """The end of a step: the next sample's slot."""
+    return f"    state->slot = (state->slot + 1) % {chain.lag};\n"
+
+
+def state_entry(chain: Chain) -> dict:
+    """The buffer in the manifest: raw-sample history, so writing it replays the rows (which
+    rebuilds the ring) instead of copying the field alone."""
+    return {"name": chain.buffer, "kind": "history", "rows": chain.rows}
+
+
+def describe(chain: Chain) -> dict:
+    """The manifest's record of the chain (decoder.h says it from there)."""
+    return {"window_chain": {"bins": chain.steps, "lag": chain.lag}}

@@ -1,0 +1,150 @@
+"""Window decoders in float C: the window is found in the step graph and computed as a chain
+(export/c/window_chain.py), one front end and one input projection per bin.
+
+Checked on AEGRU (K single-step GRU nodes with LayerNorm links) and on a window decoder
+written as a user would (an nn.GRU rerun from zero over the last bins of its own buffer), by
+the export's own verification against onnxruntime, by executed MACs against a hand count, and
+by the runtime's state round trip (the buffer is replayed, which rebuilds the chain's ring).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cortexedge.export.c.generate import export_c
+from cortexedge.runtime import StreamingDecoder
+from cortexedge.runtime.graph_macs import count_graph
+from cortexedge.runtime.model import load_decoder
+from cortexedge.train.models.aegru import AEGRU
+from tests.export.c_helpers import contract_onnx
+
+C = 7
+
+
+class WindowGRU(nn.Module):
+    """Each step reruns a GRU from zero over the last `bins` box sums of `width` samples."""
+
+    def __init__(self, channels, out_dim, bins=4, width=3, features=6, hidden=5):
+        super().__init__()
+        self.channels, self.bins, self.width = channels, bins, width
+        self.encoder = nn.Linear(channels, features)
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, out_dim)
+
+    def init_state(self, batch):
+        return (torch.zeros(batch, self.bins * self.width, self.channels),)
+
+    def step(self, x_t, state):
+        buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
+        sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
+        _, h = self.gru(torch.relu(self.encoder(torch.log1p(sums))))
+        return self.out(h[0]), (buf,)
+
+    def forward(self, x):
+        state, ys = self.init_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            ys.append(y)
+        return torch.stack(ys, 1)
+
+
+class MixedWindow(WindowGRU):
+    """The same, but the readout also sees the whole buffer: the window is not one chain."""
+
+    def __init__(self, channels, out_dim, **kw):
+        super().__init__(channels, out_dim, **kw)
+        self.skip = nn.Linear(channels, out_dim)
+
+    def step(self, x_t, state):
+        y, (buf,) = super().step(x_t, state)
+        return y + self.skip(buf.mean(1)), (buf,)
+
+
+def _build(model, tmp_path, bins=3000):
+    torch.manual_seed(0)
+    onnx = contract_onnx(model.eval(), tmp_path / "m.onnx", C)
+    return export_c(model, tmp_path / "c", onnx_path=onnx, verify_bins=bins, cortex_m=False)
+
+
+def _nnz(t: torch.Tensor) -> int:
+    return int(np.count_nonzero(t.detach().numpy()))
+
+
+@pytest.fixture(scope="module")
+def user_window(tmp_path_factory):
+    torch.manual_seed(1)
+    model = WindowGRU(C, 2).eval()
+    return model, _build(model, tmp_path_factory.mktemp("user"))
+
+
+def test_a_user_window_gru_is_built_as_a_chain(user_window):
+    model, res = user_window
+    man = res.manifest
+    # verified against onnxruntime over the bins (export_c refuses a build beyond 1e-5)
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    (spec,) = load_decoder(res.folder / "decoder.onnx").meta.states  # the user's one state
+    assert man["states"] == [{"name": spec.name, "kind": "history", "rows": 12}]
+    # by hand: the encoder of the newest bin, one input projection, K - 1 recurrent products
+    # (the first level starts from zero), the K levels' gate products, the readout
+    k, h = model.bins, model.gru.hidden_size
+    gru = model.gru
+    want = (_nnz(model.encoder.weight) + _nnz(gru.weight_ih_l0)
+            + (k - 1) * _nnz(gru.weight_hh_l0) + k * 3 * h + _nnz(model.out.weight))  # fmt: skip
+    assert man["macs"]["executed_per_step"] == want
+    graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto).dense
+    assert man["macs"]["executed"]["graph_dense"] == graph > 2 * want
+    header = (res.folder / "decoder.h").read_text()
+    assert man["layout"]["window_chain"] == {"bins": 4, "lag": 3}
+    assert "the window of 4 bins 3 samples apart is computed as one chain" in " ".join(
+        line.lstrip(" *") for line in header.splitlines()
+    )
+
+
+def test_writing_the_state_replays_the_window(user_window, tmp_path):
+    # a state read from one decoder and written into another continues the same stream: the C
+    # build rebuilds its ring from the replayed buffer, and agrees with onnxruntime throughout
+    _, res = user_window
+    onnx = res.folder / "decoder.onnx"
+    x = np.random.default_rng(2).poisson(1.0, (90, C)).astype(np.float32)
+    ort, c = StreamingDecoder(onnx, backend="ort"), StreamingDecoder(onnx, backend="c")
+    first = np.array([c.step(r) for r in x[:40]])
+    np.testing.assert_allclose(first, [ort.step(r) for r in x[:40]], atol=1e-5)
+    resumed = StreamingDecoder(onnx, backend="c")
+    resumed.state = c.state
+    (name,) = ort.state
+    np.testing.assert_array_equal(resumed.state[name], ort.state[name])
+    rest = np.array([resumed.step(r) for r in x[40:]])
+    np.testing.assert_allclose(rest, [ort.step(r) for r in x[40:]], atol=1e-5)
+    np.testing.assert_array_equal(rest, [c.step(r) for r in x[40:]])
+
+
+def test_aegru_window_is_built_as_a_chain(tmp_path):
+    torch.manual_seed(0)
+    model = AEGRU(C, hidden=6, enc_dim=5, bin_width=2, num_steps=4, training_parts=False)
+    res = _build(model.eval(), tmp_path)
+    k, h = 4, 6
+    cell = model.cells[0]
+    want = (_nnz(model.encoder.weight) + _nnz(cell.weight_ih) + (k - 1) * _nnz(cell.weight_hh)
+            + k * 3 * h + _nnz(model.readout.weight))  # fmt: skip
+    assert res.manifest["macs"]["executed_per_step"] == want
+    assert res.manifest["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    # the C state: the last L bins twice, G_1 .. G_{K-1} for L slots, the slot
+    assert res.manifest["memory"]["state_bytes"] == 4 * (2 * 2 * C + (k - 1) * 2 * h) + 8
+
+
+def test_a_window_read_elsewhere_is_emitted_as_the_graph_computes(tmp_path):
+    torch.manual_seed(3)
+    model = MixedWindow(C, 2).eval()
+    res = _build(model, tmp_path, bins=500)
+    man = res.manifest
+    assert man["states"][0]["kind"] == "tensor"  # the buffer is the graph's state tensor
+    assert "window of" not in (res.folder / "decoder.h").read_text()
+    graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto).dense
+    first = _nnz(model.gru.weight_hh_l0)  # only the zero first state's product is skipped
+    assert man["macs"]["executed_per_step"] == graph - first
+    assert json.loads((res.folder / "decoder_c.json").read_text())["verification"]["bins"] == 500
