@@ -130,18 +130,27 @@ def scratch(lay: Layout, wide: str) -> str:
     device): the input bin's table values (`raw`, read by the encoder only) share `wide`
     (acc0 in window mode, else hq), which is written after the encoder ran; the encoded bin
     `qx` shares `xk`, a layer's output, because a cell reads x before its output head writes
-    and layer 0 of a window chain reads acc0, not x."""
+    and layer 0 of a window chain reads acc0, not x. With one layer in window mode, `qx` also
+    lies in hq's first bytes: the bin is read (into acc0) before any cell writes hq, and the
+    output head narrows hq[k] to xk[k] in order, each byte written after the values under it
+    were read (32 B of stack at H=32)."""
     a, acc, h = lay.act_t, lay.acc_t, lay.hidden
     wide_t = "acc0_t" if wide == "acc0" else acc
     n = {"acc0": 3 * h * (3 if lay.acc0_bytes == 3 else 1), "hq": h}[wide]
     raw = f" int8_t raw[{lay.channels}];" if lay.enc_dim else ""
+    inside = wide == "acc0" and lay.layers == 1 and (a, acc) == ("int8_t", "int32_t")
+    inside = inside and max(lay.x_dim, h) <= 4 * h
     lines = [
         f"union {{ {wide_t} {wide}[{n}];{raw} }} w; /* raw: the bin's table values */",
         f"{wide_t} *const {wide} = w.{wide};",
-        f"{a} qx[{max(lay.x_dim, h)}]; /* the encoded bin, then a layer's output */",
-        f"{a} *const xk = qx;",
     ]
-    if wide != "hq":
+    if inside:
+        lines.append(f"{acc} hq[{h}];")
+        lines.append(f"{a} *const qx = ({a} *)hq; /* the encoded bin, then the output */")
+    else:
+        lines.append(f"{a} qx[{max(lay.x_dim, h)}]; /* the encoded bin, then a layer's output */")
+    lines.append(f"{a} *const xk = qx;")
+    if wide != "hq" and not inside:
         lines.append(f"{acc} hq[{h}];")
     lines.append(f"int8_t *const raw = {'w.raw' if lay.enc_dim else '0'};")
     return "".join(f"    {line}\n" for line in lines)
