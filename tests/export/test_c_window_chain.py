@@ -148,3 +148,22 @@ def test_a_window_read_elsewhere_is_emitted_as_the_graph_computes(tmp_path):
     first = _nnz(model.gru.weight_hh_l0)  # only the zero first state's product is skipped
     assert man["macs"]["executed_per_step"] == graph - first
     assert json.loads((res.folder / "decoder_c.json").read_text())["verification"]["bins"] == 500
+
+
+def test_a_user_window_on_the_50ms_matlab_recording(real_s1_mat_path, tmp_path):
+    # the real 50 ms recording (52 channels, counts up to 15), read from its MATLAB v5 file:
+    # the chain build matches onnxruntime over its whole test split (5,269 bins) and states
+    # its sample period
+    from cortexedge.train.data.arrays import read
+
+    rec = read(real_s1_mat_path, x="spikes", y="vel", bin_ms=50.0)
+    torch.manual_seed(4)
+    model = WindowGRU(rec.x.shape[1], rec.y.shape[1], bins=5, width=4).eval()
+    res = export_c(model, tmp_path / "c", recording=rec, verify_bins=10_000, cortex_m=False)
+    man = res.manifest
+    assert man["layout"]["window_chain"] == {"bins": 5, "lag": 4}
+    assert man["verified_on"] == "test"
+    assert man["verification"]["bins"] == len(rec.rows("test")) > 5000
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    header = (res.folder / "decoder.h").read_text()
+    assert "Sample period: 50 ms" in header
