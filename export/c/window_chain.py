@@ -97,7 +97,9 @@ def _data(node: CNode) -> list[Tensor]:
 
 def _same(a: CNode, b: CNode, skip: tuple[int, ...] = ()) -> bool:
     """Same op, attributes and constant inputs (inputs at `skip` not compared)."""
-    if a.op_type != b.op_type or a.attrs != b.attrs or len(a.inputs) != len(b.inputs):
+    if a.op_type != b.op_type or len(a.inputs) != len(b.inputs) or a.attrs.keys() != b.attrs.keys():
+        return False
+    if not all(np.array_equal(a.attrs[k], b.attrs[k]) for k in a.attrs):
         return False
     for k, (s, t) in enumerate(zip(a.inputs, b.inputs, strict=True)):
         if k in skip or (s is None and t is None):
@@ -119,7 +121,8 @@ def _blocks(g: CGraph, readers: dict) -> list[tuple[CNode, list[CNode]]] | None:
                 break
             while len(readers.get(t.name, [])) == 1:
                 nxt = readers[t.name][0]
-                if nxt.op_type == "GRU" or len(_data(nxt)) != 1 or len(nxt.outputs) != 1:
+                outs = [o for o in nxt.outputs if o is not None]
+                if nxt.op_type == "GRU" or len(_data(nxt)) != 1 or outs != [nxt.outputs[0]]:
                     break
                 links.append(nxt)
                 t = nxt.outputs[0]
@@ -322,7 +325,8 @@ def _path(g: CGraph, readers: dict, producer: dict, p: Tensor, steps: int):
     path, t = [], p
     while t.name not in births:
         node = producer.get(t.name)
-        if node is None or len(_data(node)) != 1 or sum(o is not None for o in node.outputs) != 1:
+        outs = [] if node is None else [o for o in node.outputs if o is not None]
+        if node is None or len(_data(node)) != 1 or outs != [node.outputs[0]]:
             return None
         if path and not (len(readers.get(t.name, [])) == 1 and readers[t.name][0] is path[0]):
             return None
