@@ -15,7 +15,7 @@ from cortexedge.export.c import float_math
 from cortexedge.export.c.graph_ir import CNode, Tensor
 from cortexedge.export.c.graph_ops import refuse
 
-PROJECTED = 8  # input 8 of a window chain's GRU level: its projection W·x + Wb, computed once
+PROJECTED = 8  # input 8 of a window chain's level: its input projection, computed once
 
 DEFAULT_ACTS = {"GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
@@ -154,7 +154,7 @@ def _loop(steps, reverse, temps, init, project, wbias, n, recur, gate, store, en
 
 def _lstm(node: CNode, ctx) -> str:
     steps, h, dirs, rev = _check(node)
-    x, w, r, b, h0, c0, p = (node.input(k) for k in (0, 1, 2, 3, 5, 6, 7))
+    x, w, r, b, h0, c0, p, projected = (node.input(k) for k in (0, 1, 2, 3, 5, 6, 7, PROJECTED))
     if p is not None and np.any(p.value):
         raise refuse(node, "peephole weights")
     float_math.use(ctx, "sigmoid_f")
@@ -163,7 +163,6 @@ def _lstm(node: CNode, ctx) -> str:
     for d in range(dirs):
         bias = b.value[d].astype(np.float64) if b is not None else np.zeros(8 * h)
         wb = (bias[: 4 * h] + bias[4 * h :]).astype(np.float32)
-        mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
         skip = 1 if _zero(h0) else 0
         mr = ctx.matrix(r.value[d], f"{node.name}_r{d}", runs=steps, skipped=skip)
         recur = _guarded(f"mv_{mr}(h, hr);", bool(skip))
@@ -177,11 +176,15 @@ def _lstm(node: CNode, ctx) -> str:
         init = _init(ctx, h0, d, h, "h") + "\n    " + _init(ctx, c0, d, h, "c")
         if skip:
             init += "\n    memset(hr, 0, sizeof hr);"
-        wbias = ctx.const_array(wb, f"{node.name}_b{d}")
+        if projected is not None:  # W·x + Wb + Rb computed once for every level of a chain
+            project, wbias = f"memcpy(xw, {ctx.ref(projected)} + t * {4 * h}, sizeof xw);", None
+        else:
+            mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
+            project = f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);"
+            wbias = ctx.const_array(wb, f"{node.name}_b{d}")
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h"), (2, "c")])
         blocks.append(_loop(steps, rev[d], f"float h[{h}], c[{h}];\n    "
-                            f"float xw[{4 * h}], hr[{4 * h}];", init,
-                            f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);", wbias, 4 * h,
+                            f"float xw[{4 * h}], hr[{4 * h}];", init, project, wbias, 4 * h,
                             recur, gate, store, ends))  # fmt: skip
     return "\n".join(blocks)
 

@@ -1,26 +1,28 @@
 """A window of one recurrence over shifted bins, found in a float step graph and computed once
 per bin instead of once per window position.
 
-AEGRU's published mode (and any decoder exported the same way) reruns a GRU from a zero state
-over the K bins of a sliding buffer at every sample: K input projections, K recurrences and
-the front end (box sums, encoder) of all K bins. When the bins tile the buffer L rows apart,
-bin k at sample t is the newest bin at t − (K−1−k)·L. With G_j(t) the state after the j bins
-ending at the newest one, G_1(t) = cell(x(t), 0), G_j(t) = cell(x(t), G_{j−1}(t − L)), and the
-graph's output reads G_K(t). Keeping G_1 .. G_{K−1} of the last L samples (a ring in the C
-state), a step computes the newest bin's front end, one input projection and K recurrences
-(the first from zero): AEGRU at C=96 executes 18,976 of its graph's 46,624 MACs.
+AEGRU's published mode (and any decoder exported the same way) reruns a GRU (or an LSTM) from a
+zero state over the K bins of a sliding buffer at every sample: K input projections, K
+recurrences and the front end (box sums, encoder) of all K bins. When the bins tile the buffer L
+rows apart, bin k at sample t is the newest bin at t − (K−1−k)·L. With G_j(t) the state after
+the j bins ending at the newest one, G_1(t) = cell(x(t), 0), G_j(t) = cell(x(t), G_{j−1}(t −
+L)), and the graph's output reads G_K(t). Keeping G_1 .. G_{K−1} of the last L samples (a ring
+in the C state), a step computes the newest bin's front end, one input projection and K
+recurrences (the first from zero): AEGRU at C=96 executes 18,976 of its graph's 46,624 MACs.
 
 `find` takes this path only when the graph provably computes the window:
 - one state is a buffer [1, R, ...] that each step shifts by one row and appends the bin to
   (checked on random values) and starts at zero, so what precedes the stream is zero bins and
-  the ring starts at G_j⁰, the chain over j zero bins (read off the graph's own run);
+  the ring starts at G_j⁰, the chain over j zero bins (the reference kernels on the graph's
+  own first bin);
 - the nodes from the new buffer to the recurrence input P are one path whose first node splits
   the rows into K bins of L and whose every node is parallel along the bin axis (`_axis`:
   element-wise ops, reductions and products that leave that axis alone, constants that do not
   vary along it), so each bin goes through the same function of its own rows;
 - GRU nodes g_1 .. g_K with equal weights read bins 0 .. K−1 of P, g_1 from a zero state and
-  each next from the one before through equal link nodes (a LayerNorm, say); nothing else
-  reads P or a link.
+  each next from the one before through equal link nodes (a LayerNorm, say), or one GRU or
+  LSTM node runs over the K steps of P from a zero state (an LSTM's chain state is its h and
+  c); nothing else reads P or a link.
 Anything else returns None and the graph is emitted as it computes. The rewritten nodes are
 ordinary C-IR nodes (a truncated front end on the last L rows, a Gemm for the shared
 projection, the K levels in descending order so each reads its ring slot before the level
@@ -45,11 +47,15 @@ SHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # flat orde
 POINTWISE = ("Relu", "Tanh", "Sigmoid", "Softplus", "Log", "Exp", "Abs", "Neg", "Sqrt", "Clip",
              "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Erf")  # fmt: skip
 REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+# recurrent op -> (its state inputs, its state outputs, gate rows per unit); an LSTM's
+# recurrent bias joins its input bias in the shared projection, a GRU's stays with R·h
+CELLS = {"GRU": ((5,), (1,), 3), "LSTM": ((5, 6), (1, 2), 4)}
 
 
 @dataclass(frozen=True)
 class Chain:
-    """The rewritten graph and what its C state adds: a ring of G_1 .. G_{K−1} per slot."""
+    """The rewritten graph and what its C state adds: a ring of the chain states of levels
+    1 .. K−1 (h, and c for an LSTM) per slot."""
 
     graph: CGraph  # without the buffer state: the C state keeps its own window of it
     buffer: str  # the buffer state's name
@@ -58,7 +64,7 @@ class Chain:
     rows: int  # R = K·L, the graph's buffer rows
     window: Tensor  # [1, L, ...]: the last L rows, which the front end reads
     rings: tuple[Tensor, ...]  # G_1 .. G_{K−1} as the levels read and write them
-    start: np.ndarray  # [K−1, H] float32: G_j⁰
+    start: np.ndarray  # [len(rings), H] float32: each ring's value over zero bins
     saved: int  # dense MACs of the graph the rewrite does not execute
 
     @property
@@ -143,7 +149,8 @@ def _equal_cells(blocks: list) -> bool:
     if g1.attrs.get("direction", "forward") != "forward" or g1.attrs.get("layout", 0):
         return False
     for gru, links in blocks:
-        if gru.input(0).shape[0] != 1 or len(links) < m or not _same(gru, g1, (0, 5)):
+        skip = (0, *CELLS[g1.op_type][0])
+        if gru.input(0).shape[0] != 1 or len(links) < m or not _same(gru, g1, skip):
             return False
         if not all(_same(a, b, (_slot(a),)) for a, b in zip(links, links1, strict=False)):
             return False
@@ -271,32 +278,45 @@ def _cells(g: CGraph, readers: dict, producer: dict):
         parts = (*sel, *(x for gru, links in blocks for x in (gru, *links)))
         return blocks, p, sel, {id(n) for n in parts}
     for node in g.nodes:
-        seq = _sequence(node, readers)
+        seq = _sequence(node, readers)  # a GRU or LSTM node over the window
         if seq is not None:
             return seq, node.input(0), [], {id(node)}
     return None
 
 
 def _sequence(node: CNode, readers: dict) -> list[tuple[CNode, list]] | None:
-    """One GRU node over K >= 2 steps of P from a zero state, whose final state alone is read,
-    as K single-step blocks (tensors between them named here)."""
-    if node.op_type != "GRU" or not _zero(node.input(5)) or node.output(0) is not None:
+    """One GRU or LSTM node over K >= 2 steps of P from a zero state, whose final state alone
+    is read, as K single-step blocks (tensors between them named here)."""
+    if node.op_type not in CELLS or node.output(0) is not None:
         return None
-    x, end = node.input(0), node.output(1)
-    lens = node.input(4)
-    if end is None or x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
+    ins_at, outs_at, _ = CELLS[node.op_type]
+    x, lens = node.input(0), node.input(4)
+    if not all(_zero(node.input(k)) for k in ins_at) or node.output(1) is None:
+        return None
+    if x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
         return None
     if lens is not None and not (lens.const and np.all(lens.value == x.shape[0])):
         return None
     steps, blocks = x.shape[0], []
     for j in range(steps):
-        ins = list(node.inputs) + [None] * (6 - len(node.inputs))
+        ins = list(node.inputs) + [None] * (max(ins_at) + 1 - len(node.inputs))
         ins[0], ins[4] = Tensor(f"{x.name}/{j}", (1, *x.shape[1:])), None
-        ins[5] = ins[5] if j == 0 else blocks[-1][0].output(1)
-        out = end if j == steps - 1 else Tensor(f"{node.name}/h{j + 1}", end.shape)
-        outs = (None, out, *node.outputs[2:])
-        blocks.append((replace(node, name=f"{node.name}/{j}", inputs=tuple(ins), outputs=outs), []))
+        outs = list(node.outputs) + [None] * (max(outs_at) + 1 - len(node.outputs))
+        for a, b in zip(ins_at, outs_at, strict=True):
+            ins[a] = ins[a] if j == 0 else blocks[-1][0].output(b)
+            if j < steps - 1:
+                outs[b] = Tensor(f"{node.name}/{j + 1}/{b}", node.output(1).shape)
+        outs[0] = None
+        step = replace(node, name=f"{node.name}/{j}", inputs=tuple(ins), outputs=tuple(outs))
+        blocks.append((step, []))
     return blocks if _equal_cells(blocks) else None
+
+
+def _ends(block: tuple[CNode, list]) -> list[Tensor | None]:
+    """The state tensors after a block's step, one per state of its op (h, and c for LSTM)."""
+    cell, links = block
+    outs = [cell.output(b) for b in CELLS[cell.op_type][1]]
+    return [links[-1].outputs[0]] if links else outs
 
 
 def _start(blocks: list, x0: np.ndarray) -> np.ndarray:
@@ -313,8 +333,7 @@ def _start(blocks: list, x0: np.ndarray) -> np.ndarray:
             env.update(
                 {t.name: v for t, v in zip(node.outputs, values, strict=False) if t is not None}
             )
-        end = links[-1].outputs[0] if links else gru.output(1)
-        out.append(np.asarray(env[end.name], np.float32).reshape(-1))
+        out += [np.asarray(env[t.name], np.float32).reshape(-1) for t in _ends((gru, links))]
     return np.stack(out)
 
 
@@ -444,32 +463,36 @@ def _truncate(path: list[CNode], axes: list[int], window: Tensor) -> list[CNode]
 
 
 def _levels(blocks: list, p_last: Tensor) -> tuple[list[CNode], CNode, tuple[Tensor, ...]]:
-    """The K levels (descending), the shared projection node and the ring tensors."""
-    gru1 = blocks[0][0]
-    h = gru1.input(2).shape[-1]
-    w = gru1.input(1).value[0].astype(np.float32)
-    b = gru1.input(3)
-    bias = b.value[0][: 3 * h] if b is not None else np.zeros(3 * h)
-    xw = Tensor(f"{gru1.name}/projection", (1, 3 * h))
+    """The K levels (descending), the shared projection node and the ring tensors (level
+    by level, each level's states in its op's order)."""
+    cell1 = blocks[0][0]
+    ins_at, _, gates = CELLS[cell1.op_type]
+    h = cell1.input(2).shape[-1]
+    w = cell1.input(1).value[0].astype(np.float32)
+    b = cell1.input(3)
+    bias = np.zeros(gates * h) if b is None else b.value[0][: gates * h].astype(np.float64)
+    if cell1.op_type == "LSTM" and b is not None:
+        bias = bias + b.value[0][gates * h :]
+    xw = Tensor(f"{cell1.name}/projection", (1, gates * h))
     ins = (Tensor(p_last.name, (1, p_last.size)), _const(f"{xw.name}/w", w),
            _const(f"{xw.name}/b", bias.astype(np.float32)))  # fmt: skip
     proj = CNode(xw.name, "Gemm", ins, (xw,), {"transB": 1},
                  _step(xw.name, "Gemm", ins, (xw,), {"transB": 1}))  # fmt: skip
-    steps = len(blocks)
-    first_end = blocks[0][1][-1].outputs[0] if blocks[0][1] else gru1.output(1)
-    rings = tuple(Tensor(f"window_ring{j}", first_end.shape) for j in range(1, steps))
+    steps, ends = len(blocks), _ends(blocks[0])
+    rings = tuple(Tensor(f"window_ring{j}_{k}", t.shape)
+                  for j in range(1, steps) for k, t in enumerate(ends))  # fmt: skip
+    n = len(ends)
     levels: list[CNode] = []
     for j in reversed(range(steps)):
-        gru, links = blocks[j]
-        m = {gru.input(0).name: Tensor(p_last.name, gru.input(0).shape)}
+        cell, links = blocks[j]
+        m = {cell.input(0).name: Tensor(p_last.name, cell.input(0).shape)}
         if j > 0:
-            m[gru.input(5).name] = rings[j - 1]
-        end = links[-1].outputs[0] if links else gru.output(1)
+            m.update({cell.input(a).name: rings[(j - 1) * n + k] for k, a in enumerate(ins_at)})
         if j < steps - 1:
-            m[end.name] = rings[j]
-        padded = (*gru.inputs, *(None,) * (PROJECTED - len(gru.inputs)), xw)
-        levels.append(_rewired(replace(gru, inputs=padded), m))
-        levels += [_rewired(n, m) for n in links]
+            m.update({t.name: rings[j * n + k] for k, t in enumerate(_ends(blocks[j]))})
+        padded = (*cell.inputs, *(None,) * (PROJECTED - len(cell.inputs)), xw)
+        levels.append(_rewired(replace(cell, inputs=padded), m))
+        levels += [_rewired(node, m) for node in links]
     return levels, proj, rings
 
 
@@ -496,7 +519,7 @@ def fields(chain: Chain) -> list[tuple[str, str, str]]:
              f"the last {lag} bins, each at its slot and {lag} rows later, so the window "
              "ending now is contiguous"),
             ("float", f"ring[{n * lag * chain.hidden}]",
-             f"G_1 .. G_{n} of the last {lag} samples (the window's chain states)"),
+             f"the chain states of levels 1 .. {chain.steps - 1} for the last {lag} samples"),
             ("long", "slot", f"this sample's slot, 0 .. {lag - 1}")]  # fmt: skip
 
 

@@ -54,6 +54,20 @@ class WindowGRU(nn.Module):
         return torch.stack(ys, 1)
 
 
+class WindowLSTM(WindowGRU):
+    """The same with an nn.LSTM: its chain keeps h and c of every level."""
+
+    def __init__(self, channels, out_dim, **kw):
+        super().__init__(channels, out_dim, **kw)
+        self.gru = nn.LSTM(6, 5, batch_first=True)
+
+    def step(self, x_t, state):
+        buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
+        sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
+        _, (h, _) = self.gru(torch.relu(self.encoder(torch.log1p(sums))))
+        return self.out(h[0]), (buf,)
+
+
 class MixedWindow(WindowGRU):
     """The same, but the readout also sees the whole buffer: the window is not one chain."""
 
@@ -212,3 +226,26 @@ def test_stacked_windows_are_emitted_as_the_graph_computes(make, tmp_path):
     res = _build(make().eval(), tmp_path, bins=500)
     assert "window_chain" not in res.manifest["layout"]
     assert res.manifest["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+
+
+def test_a_user_window_lstm_is_built_as_a_chain(tmp_path):
+    # the chain of an LSTM keeps h and c of levels 1 .. K-1; the graph's count less the
+    # encoder of K - 1 bins, K - 1 of the K input projections and the zero first state's
+    # recurrent product
+    torch.manual_seed(6)
+    model = WindowLSTM(C, 2).eval()
+    res = _build(model, tmp_path)
+    man = res.manifest
+    assert man["layout"]["window_chain"] == {"bins": 4, "lag": 3}
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto).dense
+    k, lstm = model.bins, model.gru
+    skipped = (k - 1) * (model.encoder.weight.numel() + lstm.weight_ih_l0.numel())
+    assert man["macs"]["executed_per_step"] == graph - skipped - lstm.weight_hh_l0.numel()
+    # window (2 L rows of C), h and c rings for K - 1 levels and L slots, the slot
+    h = lstm.hidden_size
+    assert man["memory"]["state_bytes"] == 4 * (2 * 3 * C + 2 * (k - 1) * 3 * h) + 8
+    x = np.random.default_rng(7).poisson(1.0, (60, C)).astype(np.float32)
+    onnx = res.folder / "decoder.onnx"
+    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
+    np.testing.assert_allclose(c.run(x), ort.run(x), atol=1e-5)
