@@ -17,8 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from cortexedge.export.c.generate import export_c
+from cortexedge.export.c import build
+from cortexedge.export.c.generate import export_c, float_program
 from cortexedge.runtime import StreamingDecoder
+from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.graph_macs import count_graph
 from cortexedge.runtime.model import load_decoder
 from cortexedge.train.models.aegru import AEGRU
@@ -249,3 +251,23 @@ def test_a_user_window_lstm_is_built_as_a_chain(tmp_path):
     onnx = res.folder / "decoder.onnx"
     c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
     np.testing.assert_allclose(c.run(x), ort.run(x), atol=1e-5)
+
+
+@pytest.mark.skipif(
+    not build.sanitizers_available(),
+    reason="the host C compiler cannot build and run -fsanitize=address,undefined programs",
+)
+@pytest.mark.parametrize("cls", [WindowGRU, WindowLSTM])
+def test_chain_builds_run_clean_under_asan_and_ubsan(cls, tmp_path):
+    # the ring slots, the doubled window and the shared projection: no access out of bounds,
+    # no undefined behaviour, and the same outputs as the optimised host build
+    torch.manual_seed(8)
+    onnx = contract_onnx(cls(C, 2).eval(), tmp_path / "m.onnx", C)
+    program = float_program(load_decoder(onnx), "dense")
+    assert program.describe["window_chain"] == {"bins": 4, "lag": 3}
+    for name, text in program.files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "float", 2, C)
+    x = np.random.default_rng(9).poisson(1.0, (200, C)).astype(np.float32)
+    sanitized = build.sanitized_run(tmp_path, x, lib.raw_dtype)
+    assert np.array_equal(sanitized, lib.run(lib.states(1), x))
