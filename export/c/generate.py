@@ -77,7 +77,10 @@ def summary_lines(res: CExport) -> list[str]:
         + (f"; bit-exact with the integer reference on {ver['bit_exact_bins']:,}"
            if ver.get("bit_exact_bins") else ""),
         f"constant data {mem['weights_bytes']:,} B, state {mem['state_bytes']:,} B, "
-        f"MACs/step {m['macs']['executed_per_step']:,}",
+        f"MACs/step {m['macs']['executed_per_step']:,}"
+        + (f" (the graph's {m['macs']['executed']['graph_dense']:,}: its window of "
+           f"{chain['bins']} bins is computed as a chain)"
+           if (chain := m["layout"].get("window_chain")) else ""),
     ]  # fmt: skip
     if arm:
         lines.append(f"Cortex-M4: flash {arm['flash_bytes']:,} B (code {arm['code_bytes']:,}), "

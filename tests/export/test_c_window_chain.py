@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cortexedge.export.c import build
-from cortexedge.export.c.generate import export_c, float_program
+from cortexedge.export.c.generate import export_c, float_program, summary_lines
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.graph_macs import count_graph
@@ -129,6 +129,10 @@ def test_a_user_window_gru_is_built_as_a_chain(user_window):
     assert man["macs"]["executed"]["graph_dense"] == graph > 2 * want
     header = (res.folder / "decoder.h").read_text()
     assert man["layout"]["window_chain"] == {"bins": 4, "lag": 3}
+    assert (
+        f"MACs/step {want:,} (the graph's {graph:,}: its window of 4 bins is computed as a "
+        "chain)" in summary_lines(res)[2]
+    )  # what the export command prints
     assert "the window of 4 bins 3 samples apart is computed as one chain" in " ".join(
         line.lstrip(" *") for line in header.splitlines()
     )
@@ -177,6 +181,7 @@ def test_a_window_that_is_not_a_chain_is_emitted_as_the_graph_computes(cls, tmp_
     man = res.manifest
     assert man["states"][0]["kind"] == "tensor"  # the buffer is the graph's state tensor
     assert "window of" not in (res.folder / "decoder.h").read_text()
+    assert "chain" not in " ".join(summary_lines(res))
     graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto).dense
     first = _nnz(model.gru.weight_hh_l0)  # only the zero first state's product is skipped
     assert man["macs"]["executed_per_step"] == graph - first
