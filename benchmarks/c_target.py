@@ -3,7 +3,9 @@
 Steps (checkpoints are cached in --work, outside the repository, so a second run only
 re-measures):
 1. train the default AEGRU (C=96, window mode, hidden 32) on the default synthetic reaching
-   recording; 2. compress it (50% global magnitude pruning, then W8A8 QAT, fine-tuned);
+   recording; 2. compress it (50% global magnitude pruning, then W8A8 QAT, fine-tuned 30
+   epochs and QAT 10 by default: 6 and 2 left the compressed model 0.016 R² below the float
+   one on a fresh checkpoint, against the goal's 0.01);
 3. export both to C (`export_c`: verified against onnxruntime, the integer build bit-exact with
    the numpy reference over 10,000 bins) with Cortex-M4 sizes and a qemu run;
 4. measure: flash (weights + code) and RAM (state + measured stack) bytes, executed MACs per
@@ -51,7 +53,7 @@ def _compress(model, rec, work: Path, epochs: int):
     from cortexedge.compress.artifacts import load_compressed, save_compressed
     from cortexedge.compress.recipe import Recipe, compress
 
-    folder = work / "aegru-c"
+    folder = work / f"aegru-c-ft{epochs}"  # a cache per recipe: other epochs, another model
     if (folder / "config.json").is_file():
         return load_compressed(folder)[0], folder
     recipe = Recipe(sparsity=0.5, bits=8, finetune_epochs=epochs, qat_epochs=max(1, epochs // 3))
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "cortexedge_c_target"
     )
     parser.add_argument("--train-epochs", type=int, default=40)
-    parser.add_argument("--finetune-epochs", type=int, default=6)
+    parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--latency-bins", type=int, default=5000)
     parser.add_argument("--qemu-bins", type=int, default=2000)
     parser.add_argument("--max-count", type=int, default=7)
