@@ -19,10 +19,13 @@ recurrences (the first from zero): AEGRU at C=96 executes 18,976 of its graph's 
   the rows into K bins of L and whose every node is parallel along the bin axis (`_axis`:
   element-wise ops, reductions and products that leave that axis alone, constants that do not
   vary along it), so each bin goes through the same function of its own rows;
-- GRU nodes g_1 .. g_K with equal weights read bins 0 .. K−1 of P, g_1 from a zero state and
-  each next from the one before through equal link nodes (a LayerNorm, say), or one GRU or
-  LSTM node runs over the K steps of P from a zero state (an LSTM's chain state is its h and
-  c); nothing else reads P or a link.
+- K equal levels of single-step GRU cells: level k's bottom cell reads bin k of P, each cell
+  of level 0 starts from zero and each next level's cell of the same layer from its state
+  through equal link nodes (a LayerNorm, say), the layer above reading that state as its
+  input (a stacked AEGRU: a ring per layer); or one GRU or LSTM node runs over the K steps of
+  P from a zero state (an LSTM's chain state is its h and c); nothing else reads P or a
+  link. Only the bottom layer reads the same input at every level, so only its projection
+  is shared.
 Anything else returns None and the graph is emitted as it computes. The rewritten nodes are
 ordinary C-IR nodes (a truncated front end on the last L rows, a Gemm for the shared
 projection, the K levels in descending order so each reads its ring slot before the level
@@ -117,44 +120,72 @@ def _same(a: CNode, b: CNode, skip: tuple[int, ...] = ()) -> bool:
     return True
 
 
-def _blocks(g: CGraph, readers: dict) -> list[tuple[CNode, list[CNode]]] | None:
-    """[(GRU g_j, link nodes to g_{j+1}'s state)] of the first chain of K >= 2 equal cells."""
+def _walk(cell: CNode, readers: dict) -> tuple[Tensor | None, list[CNode]]:
+    """(the cell's state after its links, the links): single-input nodes read by nothing
+    else, up to the next recurrent node or a tensor read twice."""
+    t, links = cell.output(1), []
+    if t is None or cell.output(0) is not None:
+        return None, links
+    while len(readers.get(t.name, [])) == 1:
+        nxt = readers[t.name][0]
+        outs = [o for o in nxt.outputs if o is not None]
+        if nxt.op_type in CELLS or len(_data(nxt)) != 1 or outs != [nxt.outputs[0]]:
+            break
+        links.append(nxt)
+        t = nxt.outputs[0]
+    return t, links
+
+
+def _reader(readers: dict, t: Tensor, k: int) -> CNode | None:
+    """The GRU that reads `t` as its input k (0: x, 5: the initial state), if one does."""
+    found = [n for n in readers.get(t.name, []) if n.op_type == "GRU" and n.input(k) is t]
+    return found[0] if len(found) == 1 else None
+
+
+def _blocks(g: CGraph, readers: dict) -> list[list[tuple[CNode, list[CNode]]]] | None:
+    """Levels [[(GRU, links) per layer]] of the first chain of K >= 2 equal levels: every
+    cell of level 0 starts from zero, a cell's state (after its links) is the initial state
+    of the same layer one level on and, above layer 0, the input of the layer above."""
     for first in (n for n in g.nodes if n.op_type == "GRU" and _zero(n.input(5))):
-        blocks, node = [], first
-        while True:
-            t, links = node.output(1), []
-            if t is None or node.output(0) is not None:
-                break
-            while len(readers.get(t.name, [])) == 1:
-                nxt = readers[t.name][0]
-                outs = [o for o in nxt.outputs if o is not None]
-                if nxt.op_type == "GRU" or len(_data(nxt)) != 1 or outs != [nxt.outputs[0]]:
-                    break
-                links.append(nxt)
-                t = nxt.outputs[0]
-            blocks.append((node, links))
-            nxt = readers.get(t.name, [])
-            if len(nxt) != 1 or nxt[0].op_type != "GRU" or nxt[0].input(5) is not t:
-                break
-            node = nxt[0]
-        if len(blocks) >= 2 and _equal_cells(blocks):
-            m = len(blocks[0][1])
-            return [(gru, links[:m]) for gru, links in blocks]
+        levels, bottom = [], first
+        while bottom is not None:
+            level, cell, ends = [], bottom, []
+            while cell is not None:
+                end, links = _walk(cell, readers)
+                if end is None:
+                    return None
+                level.append((cell, links))
+                ends.append(end)
+                cell = _reader(readers, end, 0)
+            levels.append(level)
+            nxt = [_reader(readers, t, 5) for t in ends]
+            bottom = nxt[0] if all(n is not None for n in nxt) else None
+        if len(levels) >= 2 and _equal_levels(levels):
+            return [[(c, links[: len(levels[0][k][1])]) for k, (c, links) in enumerate(lv)]
+                    for lv in levels]  # fmt: skip
     return None
 
 
-def _equal_cells(blocks: list) -> bool:
-    g1, links1 = blocks[0]
-    m = len(links1)
-    if g1.attrs.get("direction", "forward") != "forward" or g1.attrs.get("layout", 0):
+def _equal_levels(levels: list) -> bool:
+    """Every level has the cells of level 0, layer by layer (links as long, except the last
+    level's top, which reads on into the readout), level 0 from zero states."""
+    if any(len(lv) != len(levels[0]) for lv in levels):
         return False
-    for gru, links in blocks:
-        skip = (0, *CELLS[g1.op_type][0])
-        if gru.input(0).shape[0] != 1 or len(links) < m or not _same(gru, g1, skip):
+    if not all(_zero(c.input(k)) for c, _ in levels[0] for k in CELLS[c.op_type][0]):
+        return False
+    for layer, (c1, links1) in enumerate(levels[0]):
+        if c1.attrs.get("direction", "forward") != "forward" or c1.attrs.get("layout", 0):
             return False
-        if not all(_same(a, b, (_slot(a),)) for a, b in zip(links, links1, strict=False)):
-            return False
-    return all(len(links) == m for _, links in blocks[:-1])
+        skip = (0, *CELLS[c1.op_type][0])
+        for lv in levels:
+            c, links = lv[layer]
+            if c.input(0).shape[0] != 1 or len(links) < len(links1) or not _same(c, c1, skip):
+                return False
+            if not all(_same(a, b, (_slot(a),)) for a, b in zip(links, links1, strict=False)):
+                return False
+            if lv is not levels[-1] and len(links) != len(links1):
+                return False
+    return True
 
 
 def _slot(node: CNode) -> int:
@@ -249,6 +280,8 @@ def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | N
     if front is None:
         return None
     levels, proj, rings = _levels(blocks, front[-1].outputs[0])
+    if len({t.size for t in rings}) != 1:  # the ring is one array of equal slots
+        return None
     with np.errstate(all="ignore"):
         first = ReferenceGraph(loaded.proto).run(initial_feeds(loaded))[p.name]
     start = _start(blocks, np.take(first, 0, axis=axes[-1]))
@@ -264,19 +297,20 @@ def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | N
 
 
 def _cells(g: CGraph, readers: dict, producer: dict):
-    """(blocks, the recurrence input P, the nodes selecting its bins, ids of nodes replaced):
-    K single-step GRU nodes reading bins of P (AEGRU's export), or one GRU node over a
-    K-step P (an nn.GRU run over the window), seen as K single-step blocks."""
+    """(levels, the recurrence input P, the nodes selecting its bins, ids of nodes replaced):
+    single-step GRU nodes whose bottom layer reads bins of P (AEGRU's export), or one GRU
+    or LSTM node over a K-step P (an nn.GRU run over the window), seen as K levels of one
+    cell."""
     blocks = _blocks(g, readers)
     if blocks is not None:
-        sel = [producer.get(gru.input(0).name) for gru, _ in blocks]
+        sel = [producer.get(level[0][0].input(0).name) for level in blocks]
         if any(s is None or s.op_type not in graph_ops.MOVES or len(_data(s)) != 1 for s in sel):
             return None
         p = _data(sel[0])[0]
         if any(_data(s)[0] is not p for s in sel) or len(readers[p.name]) != len(blocks):
             return None
-        parts = (*sel, *(x for gru, links in blocks for x in (gru, *links)))
-        return blocks, p, sel, {id(n) for n in parts}
+        cells = (x for level in blocks for cell, links in level for x in (cell, *links))
+        return blocks, p, sel, {id(n) for n in (*sel, *cells)}
     for node in g.nodes:
         seq = _sequence(node, readers)  # a GRU or LSTM node over the window
         if seq is not None:
@@ -284,7 +318,7 @@ def _cells(g: CGraph, readers: dict, producer: dict):
     return None
 
 
-def _sequence(node: CNode, readers: dict) -> list[tuple[CNode, list]] | None:
+def _sequence(node: CNode, readers: dict) -> list[list[tuple[CNode, list]]] | None:
     """One GRU or LSTM node over K >= 2 steps of P from a zero state, whose final state alone
     is read, as K single-step blocks (tensors between them named here)."""
     if node.op_type not in CELLS or node.output(0) is not None:
@@ -309,7 +343,8 @@ def _sequence(node: CNode, readers: dict) -> list[tuple[CNode, list]] | None:
         outs[0] = None
         step = replace(node, name=f"{node.name}/{j}", inputs=tuple(ins), outputs=tuple(outs))
         blocks.append((step, []))
-    return blocks if _equal_cells(blocks) else None
+    levels = [[b] for b in blocks]
+    return levels if _equal_levels(levels) else None
 
 
 def _ends(block: tuple[CNode, list]) -> list[Tensor | None]:
@@ -319,21 +354,23 @@ def _ends(block: tuple[CNode, list]) -> list[Tensor | None]:
     return [links[-1].outputs[0]] if links else outs
 
 
-def _start(blocks: list, x0: np.ndarray) -> np.ndarray:
-    """G_1⁰ .. G_{K−1}⁰: the chain over j zero bins (input x0), by the reference kernels."""
+def _start(levels: list, x0: np.ndarray) -> np.ndarray:
+    """Each ring's value over zero bins: levels 0 .. K−2 run from zero on the input x0 of
+    every bin, by the reference kernels; one row per ring, in ring order."""
     env: dict[str, np.ndarray] = {}
     out = []
-    for gru, links in blocks[:-1]:
-        env[gru.input(0).name] = np.asarray(x0, np.float32).reshape(gru.input(0).shape)
-        for node in (gru, *links):
-            ins = [None if t is None else t.value if t.const else env[t.name]
-                   for t in node.inputs]  # fmt: skip
-            with np.errstate(all="ignore"):
-                values = node.step.op.kernel(ins, node.attrs)
-            env.update(
-                {t.name: v for t, v in zip(node.outputs, values, strict=False) if t is not None}
-            )
-        out += [np.asarray(env[t.name], np.float32).reshape(-1) for t in _ends((gru, links))]
+    for level in levels[:-1]:
+        x = level[0][0].input(0)
+        env[x.name] = np.asarray(x0, np.float32).reshape(x.shape)
+        for cell, links in level:
+            for node in (cell, *links):
+                ins = [None if t is None else t.value if t.const else env[t.name]
+                       for t in node.inputs]  # fmt: skip
+                with np.errstate(all="ignore"):
+                    values = node.step.op.kernel(ins, node.attrs)
+                pairs = zip(node.outputs, values, strict=False)
+                env.update({t.name: v for t, v in pairs if t is not None})
+            out += [np.asarray(env[t.name], np.float32).reshape(-1) for t in _ends((cell, links))]
     return np.stack(out)
 
 
@@ -462,11 +499,11 @@ def _truncate(path: list[CNode], axes: list[int], window: Tensor) -> list[CNode]
     return nodes
 
 
-def _levels(blocks: list, p_last: Tensor) -> tuple[list[CNode], CNode, tuple[Tensor, ...]]:
-    """The K levels (descending), the shared projection node and the ring tensors (level
-    by level, each level's states in its op's order)."""
-    cell1 = blocks[0][0]
-    ins_at, _, gates = CELLS[cell1.op_type]
+def _levels(levels: list, p_last: Tensor) -> tuple[list[CNode], CNode, tuple[Tensor, ...]]:
+    """The K levels' nodes (levels descending, layers in order), the shared projection of the
+    bottom layer and the ring tensors (level, layer, then each state of the layer's op)."""
+    cell1 = levels[0][0][0]
+    gates = CELLS[cell1.op_type][2]
     h = cell1.input(2).shape[-1]
     w = cell1.input(1).value[0].astype(np.float32)
     b = cell1.input(3)
@@ -478,22 +515,24 @@ def _levels(blocks: list, p_last: Tensor) -> tuple[list[CNode], CNode, tuple[Ten
            _const(f"{xw.name}/b", bias.astype(np.float32)))  # fmt: skip
     proj = CNode(xw.name, "Gemm", ins, (xw,), {"transB": 1},
                  _step(xw.name, "Gemm", ins, (xw,), {"transB": 1}))  # fmt: skip
-    steps, ends = len(blocks), _ends(blocks[0])
-    rings = tuple(Tensor(f"window_ring{j}_{k}", t.shape)
-                  for j in range(1, steps) for k, t in enumerate(ends))  # fmt: skip
-    n = len(ends)
-    levels: list[CNode] = []
+    steps = len(levels)
+    rings = {(j, k, s): Tensor(f"window_ring{j}_{k}_{s}", t.shape)
+             for j in range(1, steps) for k, block in enumerate(levels[0])
+             for s, t in enumerate(_ends(block))}  # fmt: skip
+    nodes: list[CNode] = []
     for j in reversed(range(steps)):
-        cell, links = blocks[j]
-        m = {cell.input(0).name: Tensor(p_last.name, cell.input(0).shape)}
-        if j > 0:
-            m.update({cell.input(a).name: rings[(j - 1) * n + k] for k, a in enumerate(ins_at)})
-        if j < steps - 1:
-            m.update({t.name: rings[j * n + k] for k, t in enumerate(_ends(blocks[j]))})
-        padded = (*cell.inputs, *(None,) * (PROJECTED - len(cell.inputs)), xw)
-        levels.append(_rewired(replace(cell, inputs=padded), m))
-        levels += [_rewired(node, m) for node in links]
-    return levels, proj, rings
+        m = {levels[j][0][0].input(0).name: Tensor(p_last.name, levels[j][0][0].input(0).shape)}
+        for k, (cell, links) in enumerate(levels[j]):
+            if j > 0:
+                inits = CELLS[cell.op_type][0]
+                m.update({cell.input(a).name: rings[j, k, s] for s, a in enumerate(inits)})
+            if j < steps - 1:
+                m.update({t.name: rings[j + 1, k, s] for s, t in enumerate(_ends((cell, links)))})
+        for k, (cell, links) in enumerate(levels[j]):
+            shared = (*(None,) * (PROJECTED - len(cell.inputs)), xw) if k == 0 else ()
+            nodes.append(_rewired(replace(cell, inputs=(*cell.inputs, *shared)), m))
+            nodes += [_rewired(node, m) for node in links]
+    return nodes, proj, tuple(rings.values())
 
 
 def _rewired(node: CNode, m: dict[str, Tensor]) -> CNode:

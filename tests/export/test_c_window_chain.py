@@ -221,16 +221,38 @@ class DeepWindow(WindowGRU):
         return self.out(h[-1]), (buf,)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: DeepWindow(C, 2),
-    lambda: AEGRU(C, hidden=6, enc_dim=5, layers=2, bin_width=2, num_steps=3,
-                  training_parts=False),
-])  # fmt: skip
-def test_stacked_windows_are_emitted_as_the_graph_computes(make, tmp_path):
-    # two recurrences over the window interleave per bin: neither is a chain on its own, so
-    # the graph is emitted as it computes, and still matches onnxruntime
+def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
+    # each layer's state is a chain of its own (ring per level and layer); layer 1 reads
+    # layer 0's new state of the same level, so only layer 0 shares one input projection
     torch.manual_seed(5)
-    res = _build(make().eval(), tmp_path, bins=500)
+    model = AEGRU(C, hidden=6, enc_dim=5, layers=2, bin_width=2, num_steps=3,
+                  training_parts=False).eval()  # fmt: skip
+    res = _build(model, tmp_path, bins=2000)
+    man = res.manifest
+    assert man["layout"]["window_chain"] == {"bins": 3, "lag": 2}
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    k, h = 3, 6
+    c0, c1 = model.cells
+    want = (model.encoder.weight.numel() + c0.weight_ih.numel() + (k - 1) * c0.weight_hh.numel()
+            + k * c1.weight_ih.numel() + (k - 1) * c1.weight_hh.numel() + 2 * k * 3 * h
+            + model.readout.weight.numel())  # fmt: skip
+    assert man["macs"]["executed_per_step"] == want
+    # the doubled window, then rings for levels 1 .. K-1 of both layers, the slot
+    assert man["memory"]["state_bytes"] == 4 * (2 * 2 * C + (k - 1) * 2 * 2 * h) + 8
+    x = np.random.default_rng(10).poisson(1.0, (80, C)).astype(np.float32)
+    onnx = res.folder / "decoder.onnx"
+    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
+    np.testing.assert_allclose(c.run(x[:30]), ort.run(x[:30]), atol=1e-5)
+    resumed = StreamingDecoder(onnx, backend="c")
+    resumed.state = c.state  # replayed: both layers' rings rebuilt
+    np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
+
+
+def test_a_stacked_gru_over_the_window_is_emitted_as_the_graph_computes(tmp_path):
+    # a two-layer nn.GRU exports as two nodes over the whole window, layer 1 reading every
+    # step of layer 0: not cut into levels here, so emitted as the graph computes
+    torch.manual_seed(5)
+    res = _build(DeepWindow(C, 2).eval(), tmp_path, bins=500)
     assert "window_chain" not in res.manifest["layout"]
     assert res.manifest["verification"]["max_abs_err_vs_onnx"] <= 1e-5
 
