@@ -42,12 +42,13 @@ def _check(node: CNode) -> tuple[int, int, int, list[bool]]:
     return steps, r.shape[-1], len(dirs), dirs
 
 
-def _zero(t: Tensor | None) -> bool:
+def zero_state(t: Tensor | None) -> bool:
+    """True for an omitted or constant all-zero initial state."""
     return t is None or (t.const and not np.any(t.value))
 
 
 def _init(ctx, t: Tensor | None, d: int, h: int, name: str) -> str:
-    if _zero(t):
+    if zero_state(t):
         return f"memset({name}, 0, sizeof {name});"
     return f"memcpy({name}, {ctx.ref(t)} + {d * h}, sizeof {name});"
 
@@ -105,7 +106,7 @@ def _gru_after_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h:
 
 def _gru(node: CNode, ctx) -> str:
     steps, h, dirs, rev = _check(node)
-    x, w, r, b, h0, projected = (node.input(k) for k in (0, 1, 2, 3, 5, PROJECTED))
+    w, r, b, h0 = (node.input(k) for k in (1, 2, 3, 5))
     cell = _gru_before_reset if node.attrs.get("linear_before_reset", 0) else _gru_after_reset
     float_math.use(ctx, "sigmoid_f")
     float_math.use(ctx, "tanh_f")
@@ -113,18 +114,25 @@ def _gru(node: CNode, ctx) -> str:
     for d in range(dirs):
         bias = b.value[d].astype(np.float32) if b is not None else np.zeros(6 * h, np.float32)
         temps, zero, recur, gate = cell(ctx, node, r.value[d], bias[3 * h :], d, h, steps,
-                                        _zero(h0))  # fmt: skip
+                                        zero_state(h0))  # fmt: skip
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h")])
         init = _init(ctx, h0, d, h, "h") + (f"\n    {zero}" if zero else "")
-        if projected is not None:  # W·x + Wb computed once for every level of a window chain
-            project, wbias = f"memcpy(xw, {ctx.ref(projected)} + t * {3 * h}, sizeof xw);", None
-        else:
-            mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
-            project = f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);"
-            wbias = ctx.const_array(bias[: 3 * h], f"{node.name}_wb{d}")
+        project, wbias = _projection(ctx, node, d, steps, bias[: 3 * h], "wb")
         blocks.append(_loop(steps, rev[d], f"float h[{h}];\n    {temps}", init, project, wbias,
                             3 * h, recur, gate, store, ends))  # fmt: skip
     return "\n".join(blocks)
+
+
+def _projection(ctx, node: CNode, d: int, steps: int, bias: np.ndarray, hint: str):
+    """(statement filling xw with step t's W·x, name of the bias to add or None): the input
+    projection of direction d, or a window chain level's, computed once for every level
+    with its biases (input PROJECTED)."""
+    x, w, shared = node.input(0), node.input(1), node.input(PROJECTED)
+    if shared is not None:
+        return f"memcpy(xw, {ctx.ref(shared)} + t * {len(bias)}, sizeof xw);", None
+    mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
+    wbias = ctx.const_array(bias, f"{node.name}_{hint}{d}")
+    return f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);", wbias
 
 
 def _bias(wbias: str | None, n: int) -> str:
@@ -154,7 +162,7 @@ def _loop(steps, reverse, temps, init, project, wbias, n, recur, gate, store, en
 
 def _lstm(node: CNode, ctx) -> str:
     steps, h, dirs, rev = _check(node)
-    x, w, r, b, h0, c0, p, projected = (node.input(k) for k in (0, 1, 2, 3, 5, 6, 7, PROJECTED))
+    w, r, b, h0, c0, p = (node.input(k) for k in (1, 2, 3, 5, 6, 7))
     if p is not None and np.any(p.value):
         raise refuse(node, "peephole weights")
     float_math.use(ctx, "sigmoid_f")
@@ -163,7 +171,7 @@ def _lstm(node: CNode, ctx) -> str:
     for d in range(dirs):
         bias = b.value[d].astype(np.float64) if b is not None else np.zeros(8 * h)
         wb = (bias[: 4 * h] + bias[4 * h :]).astype(np.float32)
-        skip = 1 if _zero(h0) else 0
+        skip = 1 if zero_state(h0) else 0
         mr = ctx.matrix(r.value[d], f"{node.name}_r{d}", runs=steps, skipped=skip)
         recur = _guarded(f"mv_{mr}(h, hr);", bool(skip))
         gate = f"""        for (j = 0; j < {h}; ++j) {{
@@ -176,12 +184,7 @@ def _lstm(node: CNode, ctx) -> str:
         init = _init(ctx, h0, d, h, "h") + "\n    " + _init(ctx, c0, d, h, "c")
         if skip:
             init += "\n    memset(hr, 0, sizeof hr);"
-        if projected is not None:  # W·x + Wb + Rb computed once for every level of a chain
-            project, wbias = f"memcpy(xw, {ctx.ref(projected)} + t * {4 * h}, sizeof xw);", None
-        else:
-            mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
-            project = f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);"
-            wbias = ctx.const_array(wb, f"{node.name}_b{d}")
+        project, wbias = _projection(ctx, node, d, steps, wb, "b")
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h"), (2, "c")])
         blocks.append(_loop(steps, rev[d], f"float h[{h}], c[{h}];\n    "
                             f"float xw[{4 * h}], hr[{4 * h}];", init, project, wbias, 4 * h,

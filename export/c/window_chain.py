@@ -39,17 +39,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cortexedge.errors import ContractError
-from cortexedge.export.c import graph_ops
+from cortexedge.export.c import float_math, graph_ops
 from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor, initial_feeds
-from cortexedge.export.c.graph_rnn import PROJECTED
+from cortexedge.export.c.graph_rnn import PROJECTED, zero_state
 from cortexedge.runtime.model import LoadedModel
 from cortexedge.runtime.onnx_numpy.ops_shape import axes_of
 from cortexedge.runtime.onnx_numpy.reference import OPS, ReferenceGraph, Step
 
 SHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")  # flat order unchanged
-POINTWISE = ("Relu", "Tanh", "Sigmoid", "Softplus", "Log", "Exp", "Abs", "Neg", "Sqrt", "Clip",
-             "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Erf")  # fmt: skip
-REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+POINTWISE = (*float_math.UNARY, *graph_ops.BINARY, "Clip")  # the element-wise emitters
 # recurrent op -> (its state inputs, its state outputs, gate rows per unit); an LSTM's
 # recurrent bias joins its input bias in the shared projection, a GRU's stays with R·h
 CELLS = {"GRU": ((5,), (1,), 3), "LSTM": ((5, 6), (1, 2), 4)}
@@ -146,24 +144,31 @@ def _blocks(g: CGraph, readers: dict) -> list[list[tuple[CNode, list[CNode]]]] |
     """Levels [[(GRU, links) per layer]] of the first chain of K >= 2 equal levels: every
     cell of level 0 starts from zero, a cell's state (after its links) is the initial state
     of the same layer one level on and, above layer 0, the input of the layer above."""
-    for first in (n for n in g.nodes if n.op_type == "GRU" and _zero(n.input(5))):
-        levels, bottom = [], first
-        while bottom is not None:
-            level, cell, ends = [], bottom, []
-            while cell is not None:
-                end, links = _walk(cell, readers)
-                if end is None:
-                    return None
-                level.append((cell, links))
-                ends.append(end)
-                cell = _reader(readers, end, 0)
-            levels.append(level)
-            nxt = [_reader(readers, t, 5) for t in ends]
-            bottom = nxt[0] if all(n is not None for n in nxt) else None
-        if len(levels) >= 2 and _equal_levels(levels):
+    for first in (n for n in g.nodes if n.op_type == "GRU" and zero_state(n.input(5))):
+        levels = _levels_from(first, readers)
+        if levels is not None and len(levels) >= 2 and _equal_levels(levels):
             return [[(c, links[: len(levels[0][k][1])]) for k, (c, links) in enumerate(lv)]
                     for lv in levels]  # fmt: skip
     return None
+
+
+def _levels_from(bottom: CNode, readers: dict) -> list | None:
+    """The levels that start at `bottom` (level 0, layer 0), or None when a cell's state
+    cannot be followed (its per-step outputs are read)."""
+    levels = []
+    while bottom is not None:
+        level, cell, ends = [], bottom, []
+        while cell is not None:
+            end, links = _walk(cell, readers)
+            if end is None:
+                return None
+            level.append((cell, links))
+            ends.append(end)
+            cell = _reader(readers, end, 0)
+        levels.append(level)
+        nxt = [_reader(readers, t, 5) for t in ends]
+        bottom = nxt[0] if all(n is not None for n in nxt) else None
+    return levels
 
 
 def _equal_levels(levels: list) -> bool:
@@ -171,7 +176,7 @@ def _equal_levels(levels: list) -> bool:
     level's top, which reads on into the readout), level 0 from zero states."""
     if any(len(lv) != len(levels[0]) for lv in levels):
         return False
-    if not all(_zero(c.input(k)) for c, _ in levels[0] for k in CELLS[c.op_type][0]):
+    if not all(zero_state(c.input(k)) for c, _ in levels[0] for k in CELLS[c.op_type][0]):
         return False
     for layer, (c1, links1) in enumerate(levels[0]):
         if c1.attrs.get("direction", "forward") != "forward" or c1.attrs.get("layout", 0):
@@ -190,10 +195,6 @@ def _equal_levels(levels: list) -> bool:
 
 def _slot(node: CNode) -> int:
     return next(k for k, t in enumerate(node.inputs) if t is not None and not t.const)
-
-
-def _zero(t: Tensor | None) -> bool:
-    return t is None or (t.const and not np.any(t.value))
 
 
 def _axis(node: CNode, a: int) -> int | None:
@@ -215,7 +216,7 @@ def _axis(node: CNode, a: int) -> int | None:
     if op == "Transpose":
         perm = node.attrs.get("perm", list(range(len(x.shape)))[::-1])
         return perm.index(a)
-    if op in REDUCE:
+    if op in graph_ops.REDUCE:
         axes = axes_of([None if t is None else t.value for t in node.inputs], node.attrs)
         if axes is None:  # every axis
             return None
@@ -274,7 +275,7 @@ def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | N
     rows = state.output.shape[1]
     lag = rows // steps
     removed |= {id(n) for n in path}
-    buffer = _slide_nodes(g, k, [n for n in g.nodes if id(n) not in removed])
+    buffer = _slide_nodes(g, k, producer, [n for n in g.nodes if id(n) not in removed])
     window = Tensor(f"{state.output.name}/window", (1, lag, *state.output.shape[2:]))
     front = None if buffer is None else _truncate(path, axes, window)
     if front is None:
@@ -325,7 +326,7 @@ def _sequence(node: CNode, readers: dict) -> list[list[tuple[CNode, list]]] | No
         return None
     ins_at, outs_at, _ = CELLS[node.op_type]
     x, lens = node.input(0), node.input(4)
-    if not all(_zero(node.input(k)) for k in ins_at) or node.output(1) is None:
+    if not all(zero_state(node.input(k)) for k in ins_at) or node.output(1) is None:
         return None
     if x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
         return None
@@ -364,10 +365,8 @@ def _start(levels: list, x0: np.ndarray) -> np.ndarray:
         env[x.name] = np.asarray(x0, np.float32).reshape(x.shape)
         for cell, links in level:
             for node in (cell, *links):
-                ins = [None if t is None else t.value if t.const else env[t.name]
-                       for t in node.inputs]  # fmt: skip
-                with np.errstate(all="ignore"):
-                    values = node.step.op.kernel(ins, node.attrs)
+                data = [None if t is None or t.const else env[t.name] for t in node.inputs]
+                values = _kernel(node, data)
                 pairs = zip(node.outputs, values, strict=False)
                 env.update({t.name: v for t, v in pairs if t is not None})
             out += [np.asarray(env[t.name], np.float32).reshape(-1) for t in _ends((cell, links))]
@@ -412,11 +411,10 @@ def _split(node: CNode, buf: Tensor, steps: int) -> int | None:
     return None
 
 
-def _slide_nodes(g: CGraph, k: int, kept: list[CNode]) -> list[CNode] | None:
+def _slide_nodes(g: CGraph, k: int, producer: dict, kept: list[CNode]) -> list[CNode] | None:
     """The nodes that compute the buffer's next value, or None when a node that stays reads
     the buffer: the C state then keeps only the window the chain reads."""
     s = g.states[k]
-    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
     buffer, todo = [], [s.output]
     while todo:
         node = producer.get(todo.pop().name)
@@ -453,6 +451,15 @@ def _slides(loaded: LoadedModel, state) -> bool:
     return bool(np.shape(new) == want.shape and np.array_equal(new, want))
 
 
+def _kernel(node: CNode, values: list, inputs: tuple | None = None) -> tuple:
+    """The runtime's reference kernel of `node` on `values` for its data inputs (constants
+    from `inputs`, default the node's own), quietly (zeros through a Log, say)."""
+    ins = [None if t is None else t.value if t.const else v
+           for t, v in zip(inputs or node.inputs, values, strict=True)]  # fmt: skip
+    with np.errstate(all="ignore"):
+        return node.step.op.kernel(ins, node.attrs)
+
+
 def _step(name: str, op_type: str, inputs: tuple, outputs: tuple, attrs: dict) -> Step:
     names = tuple(t.name if t is not None else "" for t in inputs)
     return Step(name, op_type, OPS[op_type], names, tuple(t.name for t in outputs), attrs)
@@ -477,11 +484,9 @@ def _truncate(path: list[CNode], axes: list[int], window: Tensor) -> list[CNode]
             else t
             for i, t in enumerate(node.inputs)
         )  # fmt: skip
-        probe = [None if t is None else t.value if t.const else np.zeros(t.shape, np.float32)
-                 for t in ins]  # fmt: skip
+        zeros = [None if t is None else np.zeros(t.shape, np.float32) for t in ins]
         try:  # a kernel that refuses the bin axis at size 1 does not compute bins apart
-            with np.errstate(all="ignore"):  # zeros through a Log, say
-                got = np.shape(node.step.op.kernel(probe, node.attrs)[0])
+            got = np.shape(_kernel(node, zeros, ins)[0])
         except (ValueError, IndexError, ContractError):
             return None
         if got != shape:
