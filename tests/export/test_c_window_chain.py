@@ -42,11 +42,16 @@ class WindowGRU(nn.Module):
     def init_state(self, batch):
         return (torch.zeros(batch, self.bins * self.width, self.channels),)
 
+    def features(self, sums):
+        return torch.relu(self.encoder(torch.log1p(sums)))
+
+    def last_state(self, z):
+        return self.gru(z)[1][-1]
+
     def step(self, x_t, state):
         buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
         sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
-        _, h = self.gru(torch.relu(self.encoder(torch.log1p(sums))))
-        return self.out(h[0]), (buf,)
+        return self.out(self.last_state(self.features(sums))), (buf,)
 
     def forward(self, x):
         state, ys = self.init_state(x.shape[0]), []
@@ -63,11 +68,16 @@ class WindowLSTM(WindowGRU):
         super().__init__(channels, out_dim, **kw)
         self.gru = nn.LSTM(6, 5, batch_first=True)
 
-    def step(self, x_t, state):
-        buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
-        sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
-        _, (h, _) = self.gru(torch.relu(self.encoder(torch.log1p(sums))))
-        return self.out(h[0]), (buf,)
+    def last_state(self, z):
+        return self.gru(z)[1][0][-1]
+
+
+class DeepWindow(WindowGRU):
+    """A two-layer nn.GRU over the window: layer 1 reads layer 0's every step, not one chain."""
+
+    def __init__(self, channels, out_dim, **kw):
+        super().__init__(channels, out_dim, **kw)
+        self.gru = nn.GRU(6, 5, num_layers=2, batch_first=True)
 
 
 class MixedWindow(WindowGRU):
@@ -86,12 +96,8 @@ class CenteredWindow(WindowGRU):
     """The same, but each bin is centred on the window's mean first: bins are not computed
     apart, so the newest bin's front end alone cannot stand for the window's."""
 
-    def step(self, x_t, state):
-        buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
-        sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
-        sums = sums - sums.mean(1, keepdim=True)
-        _, h = self.gru(torch.relu(self.encoder(sums)))
-        return self.out(h[0]), (buf,)
+    def features(self, sums):
+        return torch.relu(self.encoder(sums - sums.mean(1, keepdim=True)))
 
 
 def _build(model, tmp_path, bins=3000):
@@ -188,37 +194,34 @@ def test_a_window_that_is_not_a_chain_is_emitted_as_the_graph_computes(cls, tmp_
     assert json.loads((res.folder / "decoder_c.json").read_text())["verification"]["bins"] == 500
 
 
-def test_a_user_window_on_the_50ms_matlab_recording(real_s1_mat_path, tmp_path):
-    # the real 50 ms recording (52 channels, counts up to 15), read from its MATLAB v5 file:
-    # the chain build matches onnxruntime over its whole test split (5,269 bins) and states
-    # its sample period
+def _real_window(cls, rec, tmp_path, bins: int, width: int, period: str):
+    """A user's window decoder on a real recording: a chain build that matches onnxruntime
+    over the recording's test split (up to 10,000 bins) and states its sample period."""
+    torch.manual_seed(4)
+    model = cls(rec.x.shape[1], rec.y.shape[1], bins=bins, width=width).eval()
+    res = export_c(model, tmp_path / "c", recording=rec, verify_bins=10_000, cortex_m=False)
+    man = res.manifest
+    assert man["layout"]["window_chain"] == {"bins": bins, "lag": width}
+    assert man["verified_on"] == "test"
+    assert man["verification"]["bins"] == min(10_000, len(rec.rows("test"))) > 3000
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    assert f"Sample period: {period} ms" in (res.folder / "decoder.h").read_text()
+
+
+def test_a_user_window_gru_on_the_50ms_matlab_recording(real_s1_mat_path, tmp_path):
+    # 52 channels, counts up to 15, read from its MATLAB v5 file; a 1 s window of 5 bins
     from cortexedge.train.data.arrays import read
 
     rec = read(real_s1_mat_path, x="spikes", y="vel", bin_ms=50.0)
-    torch.manual_seed(4)
-    model = WindowGRU(rec.x.shape[1], rec.y.shape[1], bins=5, width=4).eval()
-    res = export_c(model, tmp_path / "c", recording=rec, verify_bins=10_000, cortex_m=False)
-    man = res.manifest
-    assert man["layout"]["window_chain"] == {"bins": 5, "lag": 4}
-    assert man["verified_on"] == "test"
-    assert man["verification"]["bins"] == len(rec.rows("test")) > 5000
-    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
-    header = (res.folder / "decoder.h").read_text()
-    assert "Sample period: 50 ms" in header
+    _real_window(WindowGRU, rec, tmp_path, bins=5, width=4, period="50")
 
 
-class DeepWindow(WindowGRU):
-    """A two-layer nn.GRU over the window: layer 1 reads layer 0's every step, not one chain."""
+def test_a_user_window_lstm_on_the_20ms_npz_recording(real_reaching_path, tmp_path):
+    # 98 units, counts up to 7, a test split of 3,494 bins; a 600 ms window of 5 bins of 6 samples
+    from cortexedge.train.data.readers import read
 
-    def __init__(self, channels, out_dim, **kw):
-        super().__init__(channels, out_dim, **kw)
-        self.gru = nn.GRU(6, 5, num_layers=2, batch_first=True)
-
-    def step(self, x_t, state):
-        buf = torch.cat([state[0], x_t.unsqueeze(1)], 1)[:, 1:]
-        sums = buf.reshape(buf.shape[0], self.bins, self.width, self.channels).sum(2)
-        _, h = self.gru(torch.relu(self.encoder(torch.log1p(sums))))
-        return self.out(h[-1]), (buf,)
+    rec = read(str(real_reaching_path))
+    _real_window(WindowLSTM, rec, tmp_path, bins=5, width=6, period="20")
 
 
 def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
