@@ -1,9 +1,12 @@
-"""The float C path on every decoder the step graph can hold (part of benchmarks/c_target.py).
+"""The C builds of every decoder family (part of benchmarks/c_target.py).
 
 Every registered family at benchmark size and the four user-written decoders of tests/users
 (imported as a user names them, `file.py:Class`), seeded initialisation (ridge and Kalman fitted
-in closed form), each exported by `to_onnx` and built in C from that graph by `export_c`:
-- the C outputs against onnxruntime over 10,000 test bins (the build's own verification);
+in closed form), each exported by `to_onnx` and built in C from that graph by `export_c`; the
+GRU and LSTM decoders also as W8A8 (post-training quantized on the training split) integer C:
+- the C outputs against onnxruntime over 10,000 test bins (the build's own verification; for
+  the integer builds, against the QCDQ graph, and bit for bit against the numpy integer
+  reference over the same 10,000 bins);
 - executed MACs per bin, flash (Cortex-M4 -O2), state and RAM bounds;
 - Cortex-M4 instructions per bin and per executed MAC under qemu (--qemu-bins rows);
 - host latency per bin through `StreamingDecoder.step`, c backend vs onnxruntime (p50 µs).
@@ -26,34 +29,51 @@ def _user(ref: str, channels: int, outputs: int):
     return import_class(parse_ref(str(USERS / ref)))(channels, outputs)
 
 
+def _w8a8(model, rec):
+    """`model` quantized W8A8 by the compress stage, calibrated on the training split."""
+    import torch
+
+    from cortexedge.compress.qat import calibrate, quantize
+    from cortexedge.compress.quant_gru import QuantSpec
+
+    quantize(model, QuantSpec())
+    calibrate(model, [torch.tensor(rec.x[rec.rows("train")][:4000], dtype=torch.float32)[None]])
+    return model.eval()
+
+
 def _models(reaching, two_photon, aegru, stateful) -> dict:
-    """name -> (model factory, recording); `aegru` is c_target's trained AEGRU and `stateful`
-    its weights in stateful mode (seeded initialisations of a stateful AEGRU carry float
-    rounding too far for any float32 engine: the numpy backend differs from onnxruntime by
-    8.2e-6 over 10,000 bins on one, against the 1e-5 tolerance)."""
+    """name -> (model factory, recording, export options); `aegru` is c_target's trained AEGRU
+    and `stateful` its weights in stateful mode (seeded initialisations of a stateful AEGRU
+    carry float rounding too far for any float32 engine: the numpy backend differs from
+    onnxruntime by 8.2e-6 over 10,000 bins on one, against the 1e-5 tolerance)."""
     from cortexedge.train.fit import fit
     from cortexedge.train.models.registry import build_model
 
     c, d = reaching.x.shape[1], reaching.y.shape[1]
     fitted = lambda name: fit(build_model(name, in_channels=c, out_dim=d), reaching,  # noqa: E731
                               progress=False).model  # fmt: skip
+    rnn = lambda name: build_model(name, in_channels=c, hidden=64, out_dim=d)  # noqa: E731
+    exact = {"reference_bins": VERIFY_BINS}
     return {
-        "aegru window (trained)": (lambda: aegru, reaching),
-        "aegru stateful (trained weights)": (lambda: stateful, reaching),
-        "gru": (lambda: build_model("gru", in_channels=c, hidden=64, out_dim=d), reaching),
-        "lstm": (lambda: build_model("lstm", in_channels=c, hidden=64, out_dim=d), reaching),
+        "aegru window (trained)": (lambda: aegru, reaching, {}),
+        "aegru stateful (trained weights)": (lambda: stateful, reaching, {}),
+        "gru": (lambda: rnn("gru"), reaching, {}),
+        "lstm": (lambda: rnn("lstm"), reaching, {}),
+        "gru int8 (W8A8)": (lambda: _w8a8(rnn("gru"), reaching), reaching, exact),
+        "lstm int8 (W8A8)": (lambda: _w8a8(rnn("lstm"), reaching), reaching, exact),
         "roi_gru": (lambda: build_model("roi_gru", in_channels=two_photon.x.shape[1],
                                         out_dim=two_photon.labels.shape[1]),
-                    two_photon),  # fmt: skip
-        "ridge": (lambda: fitted("ridge"), reaching),
-        "kalman": (lambda: fitted("kalman"), reaching),
-        **{f"user {ref.split(':')[1]}": ((lambda r=ref: _user(r, c, d)), reaching)
+                    two_photon, {}),  # fmt: skip
+        "ridge": (lambda: fitted("ridge"), reaching, {}),
+        "kalman": (lambda: fitted("kalman"), reaching, {}),
+        **{f"user {ref.split(':')[1]}": ((lambda r=ref: _user(r, c, d)), reaching, {})
            for ref in ("norm_gru.py:NormGRU", "plain_lstm.py:PlainLSTM",
                        "cell_stack.py:CellStack", "conv_gru.py:ConvGRU")},
     }  # fmt: skip
 
 
-def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int, latency) -> dict:
+def _one(name: str, make, rec, opts: dict, work: Path, qemu_bins: int, latency_bins: int,
+         latency) -> dict:  # fmt: skip
     import torch
 
     from cortexedge.export.api import to_onnx
@@ -65,7 +85,7 @@ def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int, la
     onnx = work / f"{folder.name}.onnx"
     to_onnx(model, onnx, recording=rec)
     res = export_c(model, folder, onnx_path=onnx, recording=rec, verify_bins=VERIFY_BINS,
-                   qemu_bins=qemu_bins)  # fmt: skip
+                   qemu_bins=qemu_bins, **opts)  # fmt: skip
     man = res.manifest
     mem, arm, q = man["memory"], man["memory"].get("cortex_m4") or {}, man.get("qemu") or {}
     macs = man["macs"]["executed_per_step"]
@@ -74,6 +94,7 @@ def _one(name: str, make, rec, work: Path, qemu_bins: int, latency_bins: int, la
     insns = q.get("insns_per_step")
     return {
         "build": name, "verified_bins": man["verification"]["bins"],
+        "bit_exact_bins": man["verification"].get("bit_exact_bins"),
         "max_abs_err_vs_onnx": man["verification"]["max_abs_err_vs_onnx"],
         "tolerance": man["verification"]["tolerance"], "macs_per_bin": macs,
         "flash_bytes": arm.get("flash_bytes"), "state_bytes": mem["state_bytes"],
@@ -94,8 +115,9 @@ def run(work: Path, qemu_bins: int, latency_bins: int, reaching, aegru, stateful
     two_photon = generate("two-photon", seed=0, minutes=30)
     rows = []
     (work / "families").mkdir(parents=True, exist_ok=True)
-    for name, (make, rec) in _models(reaching, two_photon, aegru, stateful).items():
-        rows.append(_one(name, make, rec, work / "families", qemu_bins, latency_bins, latency))
+    for name, (make, rec, opts) in _models(reaching, two_photon, aegru, stateful).items():
+        rows.append(_one(name, make, rec, opts, work / "families", qemu_bins, latency_bins,
+                         latency))  # fmt: skip
         print(_line(rows[-1]), flush=True)
     return rows
 
@@ -104,13 +126,14 @@ def _fmt(v, spec: str = ",") -> str:
     return "—" if v is None else format(v, spec)
 
 
-HEAD = ("build", "bins", "max |C - ort|", "MACs/bin", "flash B", "state B", "RAM B",
-        "M4 insns/bin", "insns/MAC", "c p50 µs", "ort p50 µs")  # fmt: skip
+HEAD = ("build", "bins", "bit-exact bins", "max |C - ort|", "MACs/bin", "flash B", "state B",
+        "RAM B", "M4 insns/bin", "insns/MAC", "c p50 µs", "ort p50 µs")  # fmt: skip
 
 
 def _line(r: dict) -> str:
     return " | ".join([
-        r["build"], _fmt(r["verified_bins"]), f"{r['max_abs_err_vs_onnx']:.2e}",
+        r["build"], _fmt(r["verified_bins"]), _fmt(r["bit_exact_bins"]),
+        f"{r['max_abs_err_vs_onnx']:.2e}",
         _fmt(r["macs_per_bin"]), _fmt(r["flash_bytes"]), _fmt(r["state_bytes"]),
         _fmt(r["ram_bytes"]), _fmt(r["m4_insns_per_bin"], ",.0f"),
         _fmt(r["m4_insns_per_mac"], ".1f"), f"{r['host_c_p50_us']:.1f}",

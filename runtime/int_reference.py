@@ -16,6 +16,9 @@ state. Every operation below is integer-only and every rounding is explicit, so 
   acc_hh is replaced by q_r·(acc_hh + b_hn) (r multiplies W_hn·h + b_hn, as in torch).
   sigmoid / tanh: `ActTable`, exact level lookup by thresholds.
 - blend h' = n + z·(h − n) in Q16: (q_n·(A − q_z·B) + q_z·q_h·C + 2^(G-1)) >> G.
+- LSTM cells (`IntLSTMCell`): the same Q16 pre-activations over the 4H rows i, f, g, o (one
+  bias, b_ih + b_hh); c' = f·c + i·g and h' = o·tanh(c') are Q16 blends of table levels and
+  the int8 c; the int8 state row of a layer is [h, c].
 - LayerNorm (optional): mean and variance by floor division, std = isqrt(var + eps) (floor
   square root), r = (d·(2^47 // std) + 2^30) >> 31, normalized values in Q16.
 - two requantizing heads per cell: `state` (the int8 state the next step reads) and `out` (the
@@ -121,6 +124,10 @@ class IntGRUCell:
     def hidden(self) -> int:
         return self.w_hh.shape[1]
 
+    @property
+    def state_width(self) -> int:
+        return self.hidden
+
     def input_projection(self, x: np.ndarray) -> np.ndarray:
         return x @ self.w_ih.T.astype(np.int64)
 
@@ -138,6 +145,60 @@ class IntGRUCell:
         a, b, c, g = (int(v) for v in self.blend)
         hq = (q_n * (a - q_z * b) + q_z * h.astype(np.int64) * c + (1 << (g - 1))) >> g
         return hq if self.ln_eps is None else layer_norm(hq, self.ln_eps)
+
+
+@dataclass
+class IntLSTMCell:
+    """One quantized LSTM cell (torch gate order i, f, g, o) with two heads.
+
+    Its state row is [h, c] (2H int8) and its output [h', c'] (2H values in Q16); `state`
+    requantizes both halves (h to the state quantizer, c to the cell quantizer) and `out`
+    the first half (h') to the next layer's input."""
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_i: np.ndarray  # b_ih + b_hh in accumulator units
+    m_i: np.ndarray
+    m_h: np.ndarray
+    shift: np.ndarray
+    sigmoid: ActTable  # i, f, o
+    tanh: ActTable  # g
+    cell_tanh: ActTable  # tanh(c') before the output gate
+    blend: np.ndarray  # F, I, O, G
+    state: Requant
+    out: Requant
+    state_scale: float  # real value of one h LSB
+    cell_scale: float  # real value of one c LSB
+
+    @property
+    def hidden(self) -> int:
+        return self.w_hh.shape[1]
+
+    @property
+    def state_width(self) -> int:
+        return 2 * self.hidden
+
+    def input_projection(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.w_ih.T.astype(np.int64)
+
+    def __call__(self, acc_i: np.ndarray, hc: np.ndarray) -> np.ndarray:
+        """Input projection acc_i [B, 4H] and int8 state [h, c] [B, 2H] -> Q16 [h', c'] [B, 2H].
+
+        c' = (q_f·q_c·F + q_i·q_g·I + 2^(G-1)) >> G and h' = (q_o·q_t·O + 2^(G-1)) >> G, where
+        q_t is the quantized tanh of c' (before c' is requantized into the state)."""
+        n = self.hidden
+        h, c = hc[:, :n].astype(np.int64), hc[:, n:].astype(np.int64)
+        acc_h = h @ self.w_hh.T.astype(np.int64)
+        pre = ((acc_i + self.b_i) * self.m_i + acc_h * self.m_h
+               + (np.int64(1) << (self.shift - 1))) >> self.shift  # fmt: skip
+        pre = _clip_pre(pre)
+        q_i, q_f, q_o = (self.sigmoid(pre[:, k * n : (k + 1) * n]) for k in (0, 1, 3))
+        q_g = self.tanh(pre[:, 2 * n : 3 * n])
+        f, i, o, g = (int(v) for v in self.blend)
+        half = np.int64(1) << (g - 1)
+        c_new = (q_f * c * f + q_i * q_g * i + half) >> g
+        h_new = (q_o * self.cell_tanh(_clip_pre(c_new)) * o + half) >> g
+        return np.concatenate([h_new, c_new], axis=1)
 
 
 def acc_bound(w: np.ndarray, largest_input: float) -> np.ndarray:
@@ -181,7 +242,7 @@ class IntModel:
     num_steps: int
     lag: int
     encoder: IntLinear | None
-    cells: list[IntGRUCell]
+    cells: list[IntGRUCell | IntLSTMCell]
     readout: IntLinear
     out_scale: np.ndarray
 
@@ -222,8 +283,11 @@ def _flatten(obj, prefix: str, arrays: dict) -> dict:
             out[f.name] = {"array": key}
         elif is_dataclass(v):
             out[f.name] = _flatten(v, key + ".", arrays)
-        elif isinstance(v, list):
-            out[f.name] = [_flatten(x, f"{key}.{i}.", arrays) for i, x in enumerate(v)]
+        elif isinstance(v, list):  # items carry their class: a list may hold GRU or LSTM cells
+            out[f.name] = [
+                {**_flatten(x, f"{key}.{i}.", arrays), "__class__": type(x).__name__}
+                for i, x in enumerate(v)
+            ]
         else:
             out[f.name] = v
     return out
@@ -234,16 +298,32 @@ def _build(cls, spec: dict, arrays: dict):
     kwargs = {}
     for f in fields(cls):
         v, hint = spec[f.name], hints[f.name]
-        inner = [a for a in typing.get_args(hint) if is_dataclass(a)]
+        inner = _dataclasses_in(hint)
         if isinstance(v, dict) and "array" in v:
             kwargs[f.name] = arrays[v["array"]]
         elif isinstance(v, dict):
             kwargs[f.name] = _build(inner[0] if inner else hint, v, arrays)
         elif isinstance(v, list):
-            kwargs[f.name] = [_build(inner[0], x, arrays) for x in v]
+            kwargs[f.name] = [_build(_item_class(inner, x), x, arrays) for x in v]
         else:
             kwargs[f.name] = v
     return cls(**kwargs)
+
+
+def _dataclasses_in(hint) -> list:
+    """The dataclasses a type hint names (through list[...], unions and Optional)."""
+    if is_dataclass(hint):
+        return [hint]
+    return [c for a in typing.get_args(hint) for c in _dataclasses_in(a)]
+
+
+def _item_class(candidates: list, spec: dict):
+    """The class a list item was written from (files before LSTM cells hold GRU cells only)."""
+    name = spec.get("__class__", candidates[0].__name__)
+    match = [c for c in candidates if c.__name__ == name]
+    if not match:
+        raise ContractError(f"integer model: unknown item class {name!r}")
+    return match[0]
 
 
 class IntDecoder:
@@ -259,7 +339,7 @@ class IntDecoder:
         self.ring_pos, self.slot = 0, 0
         layers, hidden = len(m.cells), m.cells[0].hidden
         if m.mode == "stateful":
-            self.h = np.zeros((layers, b, hidden), dtype=np.int64)
+            self.h = np.zeros((layers, b, m.cells[0].state_width), dtype=np.int64)
             return
         self.cache = np.zeros((layers, m.num_steps - 1, m.lag, b, hidden), dtype=np.int64)
         x0 = self._encode(np.zeros((b, m.channels), dtype=np.int64))
@@ -292,7 +372,7 @@ class IntDecoder:
             for li, cell in enumerate(m.cells):
                 r = cell(cell.input_projection(qx), self.h[li])
                 self.h[li] = cell.state(r)
-                qx = cell.out(r)
+                qx = cell.out(r[:, : cell.hidden])
             return m.readout(qx)
         k, b = m.num_steps, self.batch
         x_in = np.broadcast_to(qx, (k, *qx.shape)).reshape(k * b, -1)  # every chain reads x(t)

@@ -39,6 +39,11 @@ class Layout:
     sample_bits: int = 8  # bits per stored raw sample (integer path)
     max_count: int | None = None
     acc0_bytes: int = 4  # bytes per stored layer-0 input projection value (3 when it fits)
+    state_width: int | None = None  # int8 state per layer (default hidden; an LSTM: [h, c])
+
+    @property
+    def state_cols(self) -> int:
+        return self.state_width or self.hidden
 
     @property
     def x_dim(self) -> int:
@@ -76,7 +81,8 @@ def state_fields(lay: Layout) -> list[tuple[str, str, str]]:
         out.append((lay.act_t, f"cache[{lay.layers}][{lay.num_steps - 1}][{lay.lag}][{lay.hidden}]",
                     "window chains H_k(t - lag) per layer and chain length k"))  # fmt: skip
     elif lay.mode == "stateful":
-        out.append((lay.act_t, f"h[{lay.layers}][{lay.hidden}]", "hidden state per layer"))
+        what = "hidden state per layer" + ("" if lay.state_cols == lay.hidden else " (h, then c)")
+        out.append((lay.act_t, f"h[{lay.layers}][{lay.state_cols}]", what))
     if lay.ring_rows and lay.numeric == "int":
         out.append((lay.sum_t, f"sums[{lay.channels}]",
                     "per channel, the sum of the ring's samples (a running box sum)"))  # fmt: skip
@@ -136,7 +142,7 @@ def scratch(lay: Layout, wide: str) -> str:
     were read (32 B of stack at H=32)."""
     a, acc, h = lay.act_t, lay.acc_t, lay.hidden
     wide_t = "acc0_t" if wide == "acc0" else acc
-    n = {"acc0": 3 * h * (3 if lay.acc0_bytes == 3 else 1), "hq": h}[wide]
+    n = {"acc0": 3 * h * (3 if lay.acc0_bytes == 3 else 1), "hq": lay.state_cols}[wide]
     raw = f" int8_t raw[{lay.channels}];" if lay.enc_dim else ""
     inside = wide == "acc0" and lay.layers == 1 and (a, acc) == ("int8_t", "int32_t")
     inside = inside and max(lay.x_dim, h) <= 4 * h

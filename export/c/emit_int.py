@@ -21,7 +21,14 @@ from cortexedge.export.c import emit_common, int_templates, sparse
 from cortexedge.export.c.emit_common import Layout
 from cortexedge.export.c.program import Emitted, Program, assemble, runs_per_step
 from cortexedge.export.c.sparse import CArray, gate_rows_function, row_function, store
-from cortexedge.runtime.int_reference import ActTable, IntGRUCell, IntModel, Requant, acc_bound
+from cortexedge.runtime.int_reference import (
+    ActTable,
+    IntGRUCell,
+    IntLSTMCell,
+    IntModel,
+    Requant,
+    acc_bound,
+)
 
 
 def _const(name: str, values: np.ndarray, index: str, dtype) -> tuple[str, list[CArray]]:
@@ -204,9 +211,38 @@ def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
     return Emitted(code, arrays + sig_arrays + tanh_arrays + st_arrays + out_arrays, [ih, hh])
 
 
+def _lstm_cell(cell: IntLSTMCell, i: int, policy: str) -> Emitted:
+    p, n = f"c{i}", cell.hidden
+    ih, hh = store(f"{p}_ih", cell.w_ih, policy), store(f"{p}_hh", cell.w_hh, policy)
+    arrays = list(ih.arrays) + list(hh.arrays)
+    consts = {}
+    for key, values, dtype in (("mi", cell.m_i, np.int32), ("mh", cell.m_h, np.int32),
+                               ("s", cell.shift, np.int8)):  # fmt: skip
+        consts[key], extra = _const(f"{p}_{key}", values, "j", dtype)
+        arrays += extra
+    if np.abs(cell.b_i).max(initial=0) >= 2**31:
+        raise CortexEdgeError(f"C export: cell {i}: bias {p}_bi does not fit int32")
+    arrays.append(CArray(f"{p}_bi", cell.b_i.astype(np.int32)))
+    code = gate_rows_function(ih, n, 4) + "\n" + gate_rows_function(hh, n, 4)
+    for name, table in (("sig", cell.sigmoid), ("tanh", cell.tanh), ("ctanh", cell.cell_tanh)):
+        text, extra = _act(f"{p}_{name}", table)
+        code, arrays = code + text, arrays + extra
+    f, i_, o, g = (int(v) for v in cell.blend)
+    code += int_templates.LSTM_CELL.format(p=p, n=n, f=f, i=i_, o=o, g=g, **consts)
+    for name, rq, width in (("state", cell.state, 2 * n), ("out", cell.out, n)):
+        text, extra = _requant(f"{p}_{name}", rq, width, head=True)
+        code, arrays = code + text, arrays + extra
+    return Emitted(code, arrays, [ih, hh])
+
+
+# integer cell type -> its emitter
+CELL_EMITTERS = {IntGRUCell: _cell, IntLSTMCell: _lstm_cell}
+
+
 def _cells(model: IntModel, lay: Layout, policy: str) -> Emitted:
-    parts = [_cell(c, i, policy) for i, c in enumerate(model.cells)]
-    ln = int_templates.LAYER_NORM if any(c.ln_eps is not None for c in model.cells) else ""
+    parts = [CELL_EMITTERS[type(c)](c, i, policy) for i, c in enumerate(model.cells)]
+    norms = any(getattr(c, "ln_eps", None) is not None for c in model.cells)
+    ln = int_templates.LAYER_NORM if norms else ""
     ih0 = int_templates.IH_ALL.format(n=lay.hidden, n2=2 * lay.hidden) if lay.cached else ""
     code = ln + "".join(p.code for p in parts) + emit_common.cell_tables(lay, len(parts)) + ih0
     return Emitted(code, [a for p in parts for a in p.arrays], [m for p in parts for m in p.stored])
@@ -243,7 +279,8 @@ def layout(model: IntModel) -> Layout:
     enc = None if model.encoder is None else model.encoder.w.shape[0]
     return Layout(
         numeric="int", channels=model.channels, outputs=model.outputs, enc_dim=enc,
-        hidden=model.cells[0].hidden, layers=len(model.cells), width=model.width,
+        hidden=model.cells[0].hidden, state_width=model.cells[0].state_width,
+        layers=len(model.cells), width=model.width,
         mode=model.mode, num_steps=model.num_steps, lag=model.lag, in_t="uint8_t",
         out_t="int32_t", act_t="int8_t", acc_t="int32_t", sample_bits=bits,
         max_count=model.max_count, acc0_bytes=_acc0_bytes(model),
@@ -258,29 +295,38 @@ def _acc0_bytes(model: IntModel) -> int:
 
 
 def _host_io(model: IntModel, lay: Layout) -> str:
+    """Host get/set of a hidden state as floats: `index` is layer l (h) or, for an LSTM,
+    layers + l (its c); each part has its quantizer's scale."""
     if lay.mode != "stateful":
         return ""
-    scales = ", ".join(f"{c.state_scale!r}f" for c in model.cells)
+    lstm = isinstance(model.cells[0], IntLSTMCell)
+    parts = [c.state_scale for c in model.cells] + (
+        [c.cell_scale for c in model.cells] if lstm else []
+    )
+    scales = ", ".join(f"{v!r}f" for v in parts)
+    row = f"s->h[index % {lay.layers}] + (index / {lay.layers}) * {lay.hidden}"
     return f"""
-static const float state_scale[{lay.layers}] = {{{scales}}};
-void decoder_host_get_hidden(const decoder_state_t *s, int layer, float *h);
-void decoder_host_set_hidden(decoder_state_t *s, int layer, const float *h);
+static const float state_scale[{len(parts)}] = {{{scales}}};
+void decoder_host_get_hidden(const decoder_state_t *s, int index, float *h);
+void decoder_host_set_hidden(decoder_state_t *s, int index, const float *h);
 
-void decoder_host_get_hidden(const decoder_state_t *s, int layer, float *h)
+void decoder_host_get_hidden(const decoder_state_t *s, int index, float *h)
 {{
+    const int8_t *row = {row};
     int k;
     for (k = 0; k < {lay.hidden}; ++k) {{
-        h[k] = (float)s->h[layer][k] * state_scale[layer];
+        h[k] = (float)row[k] * state_scale[index];
     }}
 }}
 
 /* the state quantizer of the model: round half to even, saturate */
-void decoder_host_set_hidden(decoder_state_t *s, int layer, const float *h)
+void decoder_host_set_hidden(decoder_state_t *s, int index, const float *h)
 {{
+    int8_t *row = {row};
     int k;
     for (k = 0; k < {lay.hidden}; ++k) {{
-        float q = nearbyintf(h[k] / state_scale[layer]);
-        s->h[layer][k] = (int8_t)(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
+        float q = nearbyintf(h[k] / state_scale[index]);
+        row[k] = (int8_t)(q < -128.0f ? -128.0f : (q > 127.0f ? 127.0f : q));
     }}
 }}
 """

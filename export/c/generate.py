@@ -96,16 +96,19 @@ def summary_lines(res: CExport) -> list[str]:
     return lines
 
 
-def state_map(meta_states, layers: int, channels: int) -> list[dict]:
-    """How each graph state tensor maps onto the C state: raw-sample history or hidden state."""
+def state_map(meta_states, layers: int, channels: int, parts: str = "h") -> list[dict]:
+    """How each graph state tensor maps onto the C state: raw-sample history or hidden state.
+    `parts`: the hidden parts of a layer ("h"; "hc" for an LSTM); a hidden entry's `layers`
+    are the indices the host shim reads (part p of layer l: p · layers + l)."""
     out = []
     for s in meta_states:
-        hidden = re.fullmatch(r"h(\d*)", s.name)
+        hidden = re.fullmatch(rf"([{parts}])(\d*)", s.name)
         if len(s.shape) == 3 and s.shape[-1] == channels and s.batch_axis == 0:
             out.append({"name": s.name, "kind": "history", "rows": int(s.shape[1])})
         elif hidden:
-            idx = [int(hidden.group(1))] if hidden.group(1) else list(range(layers))
-            out.append({"name": s.name, "kind": "hidden", "layers": idx})
+            idx = [int(hidden.group(2))] if hidden.group(2) else list(range(layers))
+            base = parts.index(hidden.group(1)) * layers
+            out.append({"name": s.name, "kind": "hidden", "layers": [base + i for i in idx]})
         else:
             raise CortexEdgeError(f"C export: cannot map the graph state '{s.name}' to the C state")
     return out
@@ -270,7 +273,8 @@ def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, r
         "layout": program.describe or {k: getattr(lay, k) for k in ("channels", "outputs",
                    "hidden", "layers", "enc_dim", "width", "mode", "num_steps", "lag",
                    "sample_bits")},
-        "states": program.states or state_map(meta.states, lay.layers, lay.channels),
+        "states": program.states or state_map(meta.states, lay.layers, lay.channels,
+                                              "h" if lay.state_cols == lay.hidden else "hc"),
         "storage": {"policy": policy, "matrices": [m.report() for m in program.matrices]},
         "macs": {"executed_per_step": program.macs["total"], "executed": program.macs,
                  "graph": meta.macs},

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cortexedge.compress.quant_gru import QuantGRUCell, QuantLSTMCell
 from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c.model_ir import Structure
 from cortexedge.runtime.int_reference import (
@@ -32,6 +33,7 @@ from cortexedge.runtime.int_reference import (
     ActTable,
     IntGRUCell,
     IntLinear,
+    IntLSTMCell,
     IntModel,
     Requant,
     acc_bound,
@@ -236,6 +238,49 @@ def _cell(cell, norm, q_x: Quant, target: Quant) -> IntGRUCell:
     )  # fmt: skip
 
 
+def _lstm_cell(cell, _norm, q_x: Quant, target: Quant) -> IntLSTMCell:
+    """One QuantLSTMCell whose `out` head quantizes h' to `target` (the readers give an LSTM
+    no LayerNorm)."""
+    q_h, q_c = act_quant(cell.state_quant.act_quant), act_quant(cell.cell_quant.act_quant)
+    q_sig, q_g = act_quant(cell.gate_act.act_quant), act_quant(cell.cand_act.act_quant)
+    q_t = act_quant(cell.cell_act.act_quant)
+    w_ih, s_wi = weight_quant(cell.ih)
+    w_hh, s_wh = weight_quant(cell.hh)
+    n = w_hh.shape[1]
+    one = 2.0**PRE_FRAC
+    m_i, m_h = q_x.scale * s_wi * one, q_h.scale * s_wh * one
+    b_i = np.round((_bias(cell.ih, 4 * n) + _bias(cell.hh, 4 * n)) / (q_x.scale * s_wi))
+    b_i = b_i.astype(np.int64)  # accumulator units
+    bound_i = acc_bound(w_ih, _largest(q_x)) + np.abs(b_i)
+    shift = _shift_for(np.stack([m_i, m_h]), [bound_i, acc_bound(w_hh, _largest(q_h))],
+                       np.zeros(4 * n))  # fmt: skip
+    g = 2.0 ** (PRE_FRAC + BLEND_SHIFT)
+    blend = np.array([round(q_sig.scale * q_c.scale * g), round(q_sig.scale * q_g.scale * g),
+                      round(q_sig.scale * q_t.scale * g), BLEND_SHIFT], dtype=np.int64)  # fmt: skip
+    qs, qc = q_sig.qmax, _largest(q_c)
+    if qs * (qc * blend[0] + _largest(q_g) * blend[1] + _largest(q_t) * blend[2]) >= BOUND:
+        raise CortexEdgeError("C export: LSTM state update would overflow int64")
+    if (q_h.qmin, q_h.qmax) != (q_c.qmin, q_c.qmax):
+        raise CortexEdgeError("C export: an LSTM's h and c quantizers must share one range")
+    gate = qs * q_sig.scale  # the largest gate value
+    c_bound = gate * (qc * q_c.scale + _largest(q_g) * q_g.scale) * one + 2
+    h_bound = gate * _largest(q_t) * q_t.scale * one + 2
+    inv = np.r_[np.full(n, 1 / (one * q_h.scale)), np.full(n, 1 / (one * q_c.scale))]
+    state = requant(inv, 0.0, max(c_bound, h_bound), q_h)
+    return IntLSTMCell(
+        w_ih=w_ih, w_hh=w_hh, b_i=b_i, m_i=np.round(m_i * np.exp2(shift)).astype(np.int64),
+        m_h=np.round(m_h * np.exp2(shift)).astype(np.int64), shift=shift,
+        sigmoid=act_table("sigmoid", q_sig), tanh=act_table("tanh", q_g),
+        cell_tanh=act_table("tanh", q_t), blend=blend, state=state,
+        out=requant(1.0 / (one * target.scale), 0.0, h_bound, target),
+        state_scale=q_h.scale, cell_scale=q_c.scale,
+    )  # fmt: skip
+
+
+# quantized cell type -> the extraction of its integer cell
+CELLS = {QuantGRUCell: _cell, QuantLSTMCell: _lstm_cell}
+
+
 def int_model(s: Structure, max_count: int = 255) -> IntModel:
     """The integer IR of a quantized decoder structure; inputs are raw spike counts <= max_count."""
     if not s.quantized:
@@ -248,8 +293,9 @@ def int_model(s: Structure, max_count: int = 255) -> IntModel:
         raise CortexEdgeError(
             f"C export: bins of {s.width} samples up to {max_count} overflow 16 bits"
         )
-    if not all(type(c).__name__ == "QuantGRUCell" for c in s.cells):
-        raise CortexEdgeError("C export: the integer path needs every GRU layer quantized")
+    extract = [next((f for t, f in CELLS.items() if isinstance(c, t)), None) for c in s.cells]
+    if None in extract:
+        raise CortexEdgeError("C export: the integer path needs every recurrent layer quantized")
     first = s.encoder.input_quant if s.encoder is not None else s.cells[0].input_quant.act_quant
     q_in = act_quant(first)
     lut = input_table(s.transform, first, s.width, max_count)
@@ -258,7 +304,7 @@ def int_model(s: Structure, max_count: int = 255) -> IntModel:
     encoder = _encoder(s, q_in, inputs[0]) if s.encoder is not None else None
     targets = inputs[1:] + [q_out]
     layers = zip(s.cells, s.norms, inputs, targets, strict=True)
-    cells = [_cell(c, norm, q_x, t) for c, norm, q_x, t in layers]
+    cells = [f(c, norm, q_x, t) for f, (c, norm, q_x, t) in zip(extract, layers, strict=True)]
     w_out, s_wo = weight_quant(s.readout)
     b_out = np.round(_bias(s.readout, w_out.shape[0]) / (q_out.scale * s_wo)).astype(np.int64)
     return IntModel(

@@ -1,8 +1,8 @@
 """C text of the integer path: shared helpers and the per-layer templates emit_int fills in.
 
 Each piece is the C form of one operation of cortexedge.runtime.int_reference (floor shift,
-saturation, activation table, LayerNorm, GRU cell, requantizing head); emit_int substitutes
-sizes, array names and constants (a literal when a value is the same for every row).
+saturation, activation table, LayerNorm, GRU and LSTM cells, requantizing head); emit_int
+substitutes sizes, array names and constants (a literal when a value is the same for every row).
 """
 
 from __future__ import annotations
@@ -137,6 +137,33 @@ static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *h, int32
                                + ((int64_t)1 << ({g} - 1)), {g});
     }}
 {norm}}}
+"""
+
+# one LSTM cell (stateful only: hc, the int8 state row [h, c], is never null); hq gets the Q16
+# [h', c']: {p} prefix, {n} hidden size, {mi} {mh} {s} the gate constants of row j
+LSTM_CELL = """
+static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *hc, int32_t *hq)
+{{
+    int u;
+    (void)acc_i;
+    for (u = 0; u < {n}; ++u) {{
+        int k;
+        int32_t q[4], ai[4], ah[4]; /* gate rows i, f, g, o of unit u */
+        int64_t c;
+        rows4_{p}_ih(u, x, ai);
+        rows4_{p}_hh(u, hc, ah);
+        for (k = 0; k < 4; ++k) {{
+            const int j = k * {n} + u;
+            const int64_t v = ((int64_t)ai[k] + {p}_bi[j]) * {mi} + (int64_t)ah[k] * {mh};
+            q[k] = act(k == 2 ? &{p}_tanh : &{p}_sig, pre32(v + ((int64_t)1 << ({s} - 1)), {s}));
+        }}
+        c = asr64((int64_t)q[1] * hc[{n} + u] * INT64_C({f}) + (int64_t)q[0] * q[2] * INT64_C({i})
+                  + ((int64_t)1 << ({g} - 1)), {g});
+        hq[{n} + u] = (int32_t)c;
+        hq[u] = (int32_t)asr64((int64_t)q[3] * act(&{p}_ctanh, pre32(c, 0)) * INT64_C({o})
+                               + ((int64_t)1 << ({g} - 1)), {g});
+    }}
+}}
 """
 
 # a requantizer of one value x of channel k, and a head over n channels

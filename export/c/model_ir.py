@@ -5,7 +5,8 @@ submodule's type against `LAYER_KINDS` (a table keyed by module type, read along
 a model with a layer the generator cannot emit fails with one line naming that layer and type:
 
     box-sum front end (bin of `width` raw samples; AEGRU) -> input transform
-    -> [encoder Linear -> BatchNorm -> clamp] -> GRU cells (each + optional LayerNorm)
+    -> [encoder Linear -> BatchNorm -> clamp] -> GRU cells (each + optional LayerNorm) or
+    LSTM cells
     -> Linear readout
 
 Streaming: "stateful" carries each layer's hidden state; "window" (AEGRU's published mode)
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from cortexedge.compress.quant_gru import QuantGRU, QuantGRUCell
+from cortexedge.compress.quant_gru import QuantGRU, QuantGRUCell, QuantLSTM, QuantLSTMCell
 from cortexedge.errors import CortexEdgeError
 
 # module type -> IR layer kind, looked up along the class's MRO, so a user's subclass (and
@@ -34,6 +35,10 @@ LAYER_KINDS: dict[type, str] = {
     QuantGRUCell: "gru_cell",
     nn.GRU: "gru",
     QuantGRU: "gru",
+    nn.LSTMCell: "lstm_cell",
+    QuantLSTMCell: "lstm_cell",
+    nn.LSTM: "lstm",
+    QuantLSTM: "lstm",
     nn.LayerNorm: "layernorm",
     nn.Dropout: "dropout",
 }
@@ -66,7 +71,7 @@ class Structure:
     encoder: nn.Module | None
     norm: nn.Module | None
     clamp: float | None
-    cells: list  # GRUCell-like modules (nn.GRUCell, QuantGRUCell or a layer view of nn.GRU)
+    cells: list  # recurrent cells (nn.GRUCell, QuantGRUCell, QuantLSTMCell, a layer of nn.GRU)
     norms: list  # LayerNorm or None per cell
     readout: nn.Module
     quantized: bool
@@ -82,13 +87,15 @@ class _GRULayer:
     bias_hh: object
 
 
-def _gru_layers(rnn: nn.Module, name: str) -> list:
+def _rnn_layers(rnn: nn.Module, name: str) -> list:
     if getattr(rnn, "bidirectional", False):
         raise CortexEdgeError(
-            f"C export: layer '{name}' is a bidirectional GRU, which cannot stream"
+            f"C export: layer '{name}' is a bidirectional {type(rnn).__name__}, which cannot stream"
         )
-    if hasattr(rnn, "cells"):  # QuantGRU: a stack of QuantGRUCells
+    if hasattr(rnn, "cells"):  # QuantGRU / QuantLSTM: a stack of quantized cells
         return list(rnn.cells)
+    if isinstance(rnn, nn.LSTM):
+        raise CortexEdgeError(f"C export: layer '{name}' (a float LSTM) needs quantizing first")
     if not rnn.bias:
         raise CortexEdgeError(f"C export: layer '{name}' (GRU without biases) is not supported")
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -118,15 +125,15 @@ def _read_aegru(model: nn.Module) -> Structure:
 
 
 def _read_recurrent(model: nn.Module) -> Structure:
-    if layer_kind(model.rnn, "rnn") != "gru":
+    if layer_kind(model.rnn, "rnn") not in ("gru", "lstm"):
         raise CortexEdgeError(
-            f"C export: layer 'rnn' of type {type(model.rnn).__name__} is not a GRU"
+            f"C export: layer 'rnn' of type {type(model.rnn).__name__} is not a GRU or an LSTM"
         )
     layer_kind(model.readout, "readout")
     transform = model.config()["transform"]
     if transform not in TRANSFORMS:
         raise CortexEdgeError(f"C export: input transform '{transform}' cannot be emitted")
-    cells = _gru_layers(model.rnn, "rnn")
+    cells = _rnn_layers(model.rnn, "rnn")
     return Structure(
         family=type(model).__name__, channels=model.in_channels, width=1, mode="stateful",
         num_steps=1, lag=1, transform=transform, encoder=None, norm=None, clamp=None,

@@ -335,53 +335,63 @@ def row_function(s: Stored, acc: str, xtype: str) -> str:
     return head + body + "    return a;\n}\n"
 
 
-GATE_ROWS = """
-/* rows u, {n} + u and {n2} + u of {name} times x: the three gate rows of unit u */
-static void rows3_{name}(int u, const int8_t *x, int32_t *a3)
-{{
-{body}}}
-"""
-DSP_DOT3 = """    const int8_t *w0 = {name}_w + (long)u * {cols};
-    const int8_t *w1 = w0 + {stride}, *w2 = w1 + {stride};
-    int32_t a = 0, b = 0, c = 0;
+_COUNT = {3: "three", 4: "four"}
+
+
+def _gate_rows_head(name: str, n: int, gates: int) -> str:
+    rows = [f"{k * n} + u" if k else "u" for k in range(gates)]
+    return (
+        f"\n/* rows {', '.join(rows[:-1])} and {rows[-1]} of {name} times x: the {_COUNT[gates]} "
+        f"gate rows of unit u */\nstatic void rows{gates}_{name}(int u, const int8_t *x, "
+        f"int32_t *a{gates})\n{{\n"
+    )
+
+
+DSP_DOTS = """    const int8_t *w0 = {name}_w + (long)u * {cols};
+    const int8_t {ws};
+    int32_t {zeros};
     int i = 0;
 #if defined(__ARM_FEATURE_SIMD32)
-    for (; i + 4 <= {cols}; i += 4) {{ /* x widened once for the three rows */
+    for (; i + 4 <= {cols}; i += 4) {{ /* x widened once for the {count} rows */
         int8x4_t xq, q;
         int16x2_t lo, hi;
         memcpy(&xq, x + i, sizeof xq);
         lo = __sxtb16(xq);
         hi = __sxtb16(ROR8(xq));
-        memcpy(&q, w0 + i, sizeof q);
-        a = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, a));
-        memcpy(&q, w1 + i, sizeof q);
-        b = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, b));
-        memcpy(&q, w2 + i, sizeof q);
-        c = __smlad(__sxtb16(ROR8(q)), hi, __smlad(__sxtb16(q), lo, c));
-    }}
+{simd}    }}
 #endif
     for (; i < {cols}; ++i) {{
-        a += (int32_t)w0[i] * x[i];
-        b += (int32_t)w1[i] * x[i];
-        c += (int32_t)w2[i] * x[i];
-    }}
-    a3[0] = a;
-    a3[1] = b;
-    a3[2] = c;
-"""
+{tail}    }}
+{stores}"""
 
 
-def gate_rows_function(s: Stored, n: int) -> str:
-    """C: `static void rows3_<name>(int u, const int8_t *x, int32_t *a3)`, rows u, n + u and
-    2n + u of an int8 matrix times x. Dense: x is loaded and widened once for the three rows
-    (under the DSP extension); CSR: three `row_<name>` calls (defined here too)."""
-    if s.fmt == "dense":
-        body = DSP_DOT3.format(name=s.name, cols=s.cols, stride=n * s.cols)
-        return GATE_ROWS.format(name=s.name, n=n, n2=2 * n, body=body)
-    calls = "".join(f"    a3[{k}] = row_{s.name}(u + {k * n}, x);\n" for k in range(3))
-    return row_function(s, "int32_t", "int8_t") + GATE_ROWS.format(
-        name=s.name, n=n, n2=2 * n, body=calls
+def _dsp_dots(name: str, cols: int, stride: int, gates: int) -> str:
+    """The dense body of rows<gates>_: x loaded and widened once for all the gate rows."""
+    acc = "abcd"[:gates]
+    simd = "".join(
+        f"        memcpy(&q, w{k} + i, sizeof q);\n        {a} = __smlad(__sxtb16(ROR8(q)), hi, "
+        f"__smlad(__sxtb16(q), lo, {a}));\n"
+        for k, a in enumerate(acc)
     )
+    return DSP_DOTS.format(
+        name=name, cols=cols, count=_COUNT[gates], simd=simd,
+        ws=", ".join(f"*w{k} = w{k - 1} + {stride}" for k in range(1, gates)),
+        zeros=", ".join(f"{a} = 0" for a in acc),
+        tail="".join(f"        {a} += (int32_t)w{k}[i] * x[i];\n" for k, a in enumerate(acc)),
+        stores="".join(f"    a{gates}[{k}] = {a};\n" for k, a in enumerate(acc)),
+    )  # fmt: skip
+
+
+def gate_rows_function(s: Stored, n: int, gates: int = 3) -> str:
+    """C: `static void rows<gates>_<name>(int u, const int8_t *x, int32_t *a<gates>)`, rows u,
+    n + u, .. of an int8 matrix times x (3 gates: a GRU, 4: an LSTM). Dense: x is loaded and
+    widened once for all the rows (under the DSP extension); CSR: one `row_<name>` call per
+    gate (defined here too)."""
+    head = _gate_rows_head(s.name, n, gates)
+    if s.fmt == "dense":
+        return head + _dsp_dots(s.name, s.cols, n * s.cols, gates) + "}\n"
+    calls = "".join(f"    a{gates}[{k}] = row_{s.name}(u + {k * n}, x);\n" for k in range(gates))
+    return row_function(s, "int32_t", "int8_t") + head + calls + "}\n"
 
 
 def matvec_function(s: Stored) -> str:

@@ -152,7 +152,11 @@ def test_storage_choice(policy, density, dtype, want):
 
 def test_unsupported_layers_are_named():
     # the integer path reads the QAT modules: a layer it has no reader for is named
-    with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'rnn' of type LSTM"):
+    model = LSTMDecoder(8).eval()
+    model.rnn = nn.RNN(8, 64, batch_first=True)  # an Elman RNN: no integer cell
+    with pytest.raises(CortexEdgeError, match=r"cannot emit layer 'rnn' of type RNN"):
+        read_structure(model)
+    with pytest.raises(CortexEdgeError, match=r"layer 'rnn' \(a float LSTM\) needs quantizing"):
         read_structure(LSTMDecoder(8).eval())
     model = aegru()
     model.cell_norms[0] = nn.GroupNorm(1, 8)
@@ -227,5 +231,6 @@ def test_a_users_layer_subclass_is_read_as_its_base():
         """A user's Linear with a different name."""
 
     assert layer_kind(MyLinear(3, 2), "readout") == "linear"
-    with pytest.raises(CortexEdgeError, match="cannot emit layer 'rnn' of type LSTM"):
-        layer_kind(nn.LSTM(3, 2), "rnn")
+    assert layer_kind(nn.LSTM(3, 2), "rnn") == "lstm"
+    with pytest.raises(CortexEdgeError, match="cannot emit layer 'rnn' of type RNN"):
+        layer_kind(nn.RNN(3, 2), "rnn")
