@@ -244,10 +244,15 @@ def _single_window_step(lay: Layout) -> str:
 
 def refusal(condition: str, channels: int) -> str:
     """C statements at the top of decoder_step: return 1 + k for the first bin[k] meeting
-    `condition` (a C expression of `v`), before anything changes."""
+    `condition` (a C expression of `v`), before anything changes. A first pass ORs the
+    condition over the bin without branches (it vectorizes); only a refused bin is searched."""
     return f"""    {{
-        int k;
+        int k, bad = 0;
         for (k = 0; k < {channels}; ++k) {{
+            const decoder_input_t v = bin[k];
+            bad |= ({condition});
+        }}
+        for (k = 0; bad && k < {channels}; ++k) {{
             const decoder_input_t v = bin[k];
             if ({condition}) {{
                 return k + 1;

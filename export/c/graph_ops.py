@@ -192,6 +192,33 @@ def _batch_norm(node: CNode, ctx) -> str:
     return elementwise(ctx, node.outputs[0], [x, ta, tb], "({0} * {1} + {2})")
 
 
+LANES = 8
+
+
+def _lane_sum(n: int, term: str, name: str) -> str:
+    """C: `name` = the sum of `term` (an expression of i) over i < n, in LANES partial sums
+    (lane l adds terms l, l + LANES, ..; a tail term i lands in lane i - n8) joined pairwise: a
+    fixed order, so every build gives the same float, and no chain of n dependent adds (a
+    LayerNorm's reductions were a tenth of the AEGRU window step)."""
+    n8 = n - n % LANES
+    body = f"    {{\n        float p[{LANES}] = {{0.0f}};\n"
+    if n8:
+        body += f"""        int l;
+        for (i = 0; i < {n8}; i += {LANES}) {{
+            for (l = 0; l < {LANES}; ++l) {{
+                p[l] += {term.replace("[i]", "[i + l]")};
+            }}
+        }}
+"""
+    if n % LANES:
+        body += f"""        for (i = {n8}; i < {n}; ++i) {{
+            p[i - {n8}] += {term};
+        }}
+"""
+    join = "((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]))"  # LANES = 8
+    return body + f"        {name} = {join};\n    }}\n"
+
+
 def _layer_norm(node: CNode, ctx) -> str:
     x, scale, bias = node.input(0), node.input(1), node.input(2)
     if node.output(1) is not None or node.output(2) is not None:
@@ -207,18 +234,13 @@ def _layer_norm(node: CNode, ctx) -> str:
     src, dst = ctx.ref(x), ctx.ref(node.outputs[0])
     eps = ctx.literal(float(node.attrs.get("epsilon", 1e-5)))
     add = f" + {b}[i]" if b else ""
+    mean, var = _lane_sum(n, "v[i]", "mean"), _lane_sum(n, "(v[i] - mean) * (v[i] - mean)", "var")
     return f"""for (o = 0; o < {x.size // n}; ++o) {{
     const float *v = {src} + o * {n};
     float *w = {dst} + o * {n};
-    float mean = 0.0f, var = 0.0f, inv;
-    for (i = 0; i < {n}; ++i) {{
-        mean += v[i];
-    }}
-    mean /= {n}.0f;
-    for (i = 0; i < {n}; ++i) {{
-        var += (v[i] - mean) * (v[i] - mean);
-    }}
-    inv = 1.0f / sqrtf(var / {n}.0f + {eps});
+    float mean, var, inv;
+{mean}    mean /= {n}.0f;
+{var}    inv = 1.0f / sqrtf(var / {n}.0f + {eps});
     for (i = 0; i < {n}; ++i) {{
         w[i] = (v[i] - mean) * inv * {g}[i]{add};
     }}

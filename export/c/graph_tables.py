@@ -109,7 +109,22 @@ def emit_chain(chain: list[CNode], ctx) -> str:
     src, dst = ctx.ref(chain[0].inputs[0]), ctx.ref(chain[-1].outputs[0])
     size = chain[-1].outputs[0].size
     whole = f"v >= 0.0f && v < {TABLE_SIZE}.0f && v == (float)(int)v"
-    return f"""for (o = 0; o < {size}; ++o) {{
-    const float v = {src}[o];
-    {dst}[o] = ({whole}) ? {table}[(int)v] : {expr};
+    # a first pass tests the whole tensor without branches (it vectorizes); a bin of counts,
+    # the usual case, then takes the plain table loop
+    return f"""{{
+    int tabled = 1;
+    for (o = 0; o < {size}; ++o) {{
+        const float v = {src}[o];
+        tabled &= (v >= 0.0f) & (v < {TABLE_SIZE}.0f) & (v == floorf(v));
+    }}
+    if (tabled) {{
+        for (o = 0; o < {size}; ++o) {{
+            {dst}[o] = {table}[(int){src}[o]];
+        }}
+    }} else {{
+        for (o = 0; o < {size}; ++o) {{
+            const float v = {src}[o];
+            {dst}[o] = ({whole}) ? {table}[(int)v] : {expr};
+        }}
+    }}
 }}"""

@@ -398,15 +398,29 @@ def matvec_function(s: Stored) -> str:
     """C: `static void mv_<name>(const float *x, float *y)`, y = W·x over all rows, for the float
     path (a matrix stored with `columns=True`). Dense: y accumulates column after column, so
     the inner loop runs along y (it vectorizes, and no row ends in a horizontal sum) while
-    every y[r] still adds its terms in column order; CSR: row by row."""
+    every y[r] still adds its terms in column order; four columns go into one pass, so y is
+    loaded and stored a quarter as often (the same sums, bit for bit); CSR: row by row."""
     if s.fmt == "dense":
+        n, c4 = s.rows, s.cols - s.cols % 4
         body = f"""    int i, r;
-    for (r = 0; r < {s.rows}; ++r) {{
+    for (r = 0; r < {n}; ++r) {{
         y[r] = 0.0f;
     }}
-    for (i = 0; i < {s.cols}; ++i) {{
-        const float xi = x[i], *w = {s.name}_w + (long)i * {s.rows};
-        for (r = 0; r < {s.rows}; ++r) {{
+"""
+        if c4:
+            body += f"""    for (i = 0; i < {c4}; i += 4) {{ /* four columns a pass, in order */
+        const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+        const float *w = {s.name}_w + (long)i * {n};
+        for (r = 0; r < {n}; ++r) {{
+            y[r] = (((y[r] + w[r] * x0) + w[{n} + r] * x1) + w[{2 * n} + r] * x2)
+                   + w[{3 * n} + r] * x3;
+        }}
+    }}
+"""
+        if s.cols % 4:
+            body += f"""    for (i = {c4}; i < {s.cols}; ++i) {{
+        const float xi = x[i], *w = {s.name}_w + (long)i * {n};
+        for (r = 0; r < {n}; ++r) {{
             y[r] += w[r] * xi;
         }}
     }}
