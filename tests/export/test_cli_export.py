@@ -104,6 +104,37 @@ def test_c_target_with_a_prefix_runs_under_qemu_and_prints_instructions_per_bin(
     assert "int arm_gru_step(arm_gru_state_t *state" in (out / "decoder.h").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+    reason="arm-none-eabi-gcc or qemu-system-arm not installed",
+)
+def test_a_compressed_lstm_checkpoint_builds_integer_c_for_the_cortex_m4(cli, reaching, tmp_path):
+    """What a user runs after `cortexedge compress`: the pruned W8A8 LSTM checkpoint folder
+    becomes integer C, bit-exact with the integer reference, and runs under qemu."""
+    from cortexedge.compress.artifacts import save_compressed
+    from cortexedge.compress.recipe import Recipe, compress
+    from tests.export.small_models import GRU_DATA
+
+    recipe = Recipe(sparsity=0.5, bits=8, finetune_epochs=0, calib_batches=2)
+    result = compress(build(*SMALL["lstm"]), reaching, recipe, data=GRU_DATA)
+    folder = save_compressed(result, tmp_path / "lstm-w8")
+    out = tmp_path / "fw"
+    args = ["export", str(folder), "--out", str(out), "--target", "c", "--qemu",
+            "--data", str(reaching.save(tmp_path / "rec.npz"))]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    man = json.loads((out / "decoder_c.json").read_text())
+    assert man["numeric"] == "int" and man["layout"]["layers"] == 1
+    assert [s["name"] for s in man["states"]] == ["h", "c"]
+    check = man["verification"]  # the first 2,000 verified bins against the reference
+    assert check["bit_exact_bins"] == min(check["bins"], 2000) and check["r2_vs_onnx"] > 0.99
+    assert man["qemu"]["max_abs_diff_to_host"] == 0.0  # the device computes the same integers
+    assert f"{man['qemu']['insns_per_step']:,.0f} instructions/bin" in res.output
+    header = (out / "decoder.h").read_text()
+    assert "int8_t h[1][32]; /* hidden state per layer (h, then c) */" in header
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
