@@ -23,7 +23,9 @@ recurrences (the first from zero): AEGRU at C=96 executes 18,976 of its graph's 
   of level 0 starts from zero and each next level's cell of the same layer from its state
   through equal link nodes (a LayerNorm, say), the layer above reading that state as its
   input (a stacked AEGRU: a ring per layer); or one GRU or LSTM node runs over the K steps of
-  P from a zero state (an LSTM's chain state is its h and c); nothing else reads P or a
+  P from a zero state (an LSTM's chain state is its h and c), or a stack of them, each layer
+  reading every step of the one below and only the top's final state read (a Gather of it
+  from a Concat of all the layers' is read as the top's own); nothing else reads P or a
   link. Only the bottom layer reads the same input at every level, so only its projection
   is shared.
 Anything else returns None and the graph is emitted as it computes. The rewritten nodes are
@@ -96,6 +98,29 @@ def _live(g: CGraph) -> CGraph:
             keep.append(n)
             need.update(t.name for t in n.inputs if t is not None)
     return replace(g, nodes=tuple(reversed(keep)))
+
+
+def _picked(g: CGraph) -> CGraph:
+    """`g` with each Gather of one constant index from a Concat of size-1 slices along its axis
+    replaced by a Reshape of the slice it picks (how torch exports h_n[-1] of a stacked RNN:
+    the layers below are then read by nothing)."""
+    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+    nodes = []
+    for n in g.nodes:
+        src = producer.get(n.input(0).name) if n.op_type == "Gather" else None
+        index = n.input(1) if src is not None else None
+        if src is not None and src.op_type == "Concat" and index.const and index.value.ndim == 0:
+            rank = len(n.input(0).shape)
+            axis, parts = n.attrs.get("axis", 0) % rank, src.inputs
+            if src.attrs.get("axis", 0) % rank == axis and all(t.shape[axis] == 1 for t in parts):
+                ins = (
+                    parts[int(index.value) % len(parts)],
+                    _const(f"{n.name}/shape", np.array(n.outputs[0].shape, np.int64)),
+                )
+                n = CNode(n.name, "Reshape", ins, n.outputs, {},
+                          _step(n.name, "Reshape", ins, n.outputs, {}))  # fmt: skip
+        nodes.append(n)
+    return replace(g, nodes=tuple(nodes))
 
 
 def _data(node: CNode) -> list[Tensor]:
@@ -253,7 +278,7 @@ def _kept_axis(before: tuple, after: tuple, a: int) -> int | None:
 def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | None:
     """The window chain of `g` (the C IR of `loaded`'s step graph), or None; `node_macs`: dense
     MACs per node name (the graph's own count)."""
-    g = _live(g)
+    g = _live(_picked(g))
     readers = _readers(g)
     producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
     cells = _cells(g, readers, producer)
@@ -313,39 +338,70 @@ def _cells(g: CGraph, readers: dict, producer: dict):
         cells = (x for level in blocks for cell, links in level for x in (cell, *links))
         return blocks, p, sel, {id(n) for n in (*sel, *cells)}
     for node in g.nodes:
-        seq = _sequence(node, readers)  # a GRU or LSTM node over the window
+        seq = _sequence(node, readers)  # a GRU or LSTM over the window, one node per layer
         if seq is not None:
-            return seq, node.input(0), [], {id(node)}
+            return seq[0], node.input(0), [], {id(n) for n in seq[1]}
     return None
 
 
-def _sequence(node: CNode, readers: dict) -> list[list[tuple[CNode, list]]] | None:
-    """One GRU or LSTM node over K >= 2 steps of P from a zero state, whose final state alone
-    is read, as K single-step blocks (tensors between them named here)."""
-    if node.op_type not in CELLS or node.output(0) is not None:
+def _stack(node: CNode, readers: dict) -> tuple[list[CNode], list[CNode]] | None:
+    """(the layers, the shape nodes between them) of a stacked GRU or LSTM starting at
+    `node`: each next layer of the same op reads the one below's every step (its Y, through
+    shape nodes alone), whose final state nothing else reads."""
+    layers, hops = [node], []
+    outs_at = CELLS[node.op_type][1]
+    while layers[-1].output(0) is not None:
+        below, t = layers[-1], layers[-1].output(0)
+        while len(readers.get(t.name, [])) == 1 and readers[t.name][0].op_type in SHAPES:
+            hops.append(readers[t.name][0])
+            t = hops[-1].outputs[0]
+        nxt = readers.get(t.name, [])
+        if len(nxt) != 1 or nxt[0].op_type != node.op_type or nxt[0].input(0) is not t:
+            return None
+        if any(below.output(b) is not None and readers.get(below.output(b).name) for b in outs_at):
+            return None
+        layers.append(nxt[0])
+    return layers, hops
+
+
+def _sequence(node: CNode, readers: dict) -> tuple[list, list[CNode]] | None:
+    """One GRU or LSTM node over K >= 2 steps of P from a zero state (or a stack of them, one
+    per layer, `_stack`) whose top final state alone is read, as K levels of single-step
+    blocks, one per layer (tensors between them named here); and the nodes it replaces."""
+    if node.op_type not in CELLS:
         return None
     ins_at, outs_at, _ = CELLS[node.op_type]
-    x, lens = node.input(0), node.input(4)
-    if not all(zero_state(node.input(k)) for k in ins_at) or node.output(1) is None:
+    x, stack = node.input(0), _stack(node, readers)
+    if stack is None or x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
         return None
-    if x.shape[0] < 2 or len(readers.get(x.name, [])) != 1:
+    layers, hops = stack
+    steps, top = x.shape[0], layers[-1]
+    for lay in layers:
+        lens = lay.input(4)
+        if not all(zero_state(lay.input(k)) for k in ins_at) or lay.input(0).shape[0] != steps:
+            return None
+        if lens is not None and not (lens.const and np.all(lens.value == steps)):
+            return None
+    if top.output(1) is None:
         return None
-    if lens is not None and not (lens.const and np.all(lens.value == x.shape[0])):
-        return None
-    steps, blocks = x.shape[0], []
+    levels, prev = [], {}
     for j in range(steps):
-        ins = list(node.inputs) + [None] * (max(ins_at) + 1 - len(node.inputs))
-        ins[0], ins[4] = Tensor(f"{x.name}/{j}", (1, *x.shape[1:])), None
-        outs = list(node.outputs) + [None] * (max(outs_at) + 1 - len(node.outputs))
-        for a, b in zip(ins_at, outs_at, strict=True):
-            ins[a] = ins[a] if j == 0 else blocks[-1][0].output(b)
-            if j < steps - 1:
-                outs[b] = Tensor(f"{node.name}/{j + 1}/{b}", node.output(1).shape)
-        outs[0] = None
-        step = replace(node, name=f"{node.name}/{j}", inputs=tuple(ins), outputs=tuple(outs))
-        blocks.append((step, []))
-    levels = [[b] for b in blocks]
-    return levels if _equal_levels(levels) else None
+        level, below = [], Tensor(f"{x.name}/{j}", (1, *x.shape[1:]))
+        for lay in layers:
+            ins = list(lay.inputs) + [None] * (max(ins_at) + 1 - len(lay.inputs))
+            ins[0], ins[4] = below, None
+            outs = list(lay.outputs) + [None] * (max(outs_at) + 1 - len(lay.outputs))
+            shape = (1, x.shape[1], lay.input(2).shape[-1])  # [directions, batch, hidden]
+            for a, b in zip(ins_at, outs_at, strict=True):
+                ins[a] = ins[a] if j == 0 else prev[lay.name].output(b)
+                if lay is not top or j < steps - 1:
+                    outs[b] = Tensor(f"{lay.name}/{j + 1}/{b}", shape)
+            outs[0] = None
+            step = replace(lay, name=f"{lay.name}/{j}", inputs=tuple(ins), outputs=tuple(outs))
+            level.append((step, []))
+            below, prev[lay.name] = step.output(1), step
+        levels.append(level)
+    return (levels, [*layers, *hops]) if _equal_levels(levels) else None
 
 
 def _ends(block: tuple[CNode, list]) -> list[Tensor | None]:

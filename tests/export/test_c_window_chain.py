@@ -73,11 +73,23 @@ class WindowLSTM(WindowGRU):
 
 
 class DeepWindow(WindowGRU):
-    """A two-layer nn.GRU over the window: layer 1 reads layer 0's every step, not one chain."""
+    """A two-layer nn.GRU over the window: layer 1 reads layer 0's every step."""
 
     def __init__(self, channels, out_dim, **kw):
         super().__init__(channels, out_dim, **kw)
         self.gru = nn.GRU(6, 5, num_layers=2, batch_first=True)
+
+
+class DeepBothWindow(DeepWindow):
+    """The same, read out from the final states of both layers: layer 0's is read too."""
+
+    def __init__(self, channels, out_dim, **kw):
+        super().__init__(channels, out_dim, **kw)
+        self.out = nn.Linear(10, out_dim)
+
+    def last_state(self, z):
+        h_n = self.gru(z)[1]
+        return torch.cat([h_n[0], h_n[1]], -1)
 
 
 class MixedWindow(WindowGRU):
@@ -251,13 +263,40 @@ def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
     np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
 
 
-def test_a_stacked_gru_over_the_window_is_emitted_as_the_graph_computes(tmp_path):
-    # a two-layer nn.GRU exports as two nodes over the whole window, layer 1 reading every
-    # step of layer 0: not cut into levels here, so emitted as the graph computes
+def test_a_stacked_gru_over_the_window_is_a_chain_of_two_layers(tmp_path):
+    # a two-layer nn.GRU exports as two nodes over the whole window (layer 1 reading every
+    # step of layer 0, h_n[-1] picked from both layers' final states): cut into K levels of
+    # two cells, a ring per layer, only layer 0's input projection shared
     torch.manual_seed(5)
-    res = _build(DeepWindow(C, 2).eval(), tmp_path, bins=500)
+    model = DeepWindow(C, 2).eval()
+    res = _build(model, tmp_path, bins=2000)
+    man = res.manifest
+    assert man["layout"]["window_chain"] == {"bins": 4, "lag": 3}
+    assert man["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    k, h, gru = 4, 5, model.gru
+    want = (_nnz(model.encoder.weight) + _nnz(gru.weight_ih_l0) + k * _nnz(gru.weight_ih_l1)
+            + (k - 1) * (_nnz(gru.weight_hh_l0) + _nnz(gru.weight_hh_l1)) + 2 * k * 3 * h
+            + _nnz(model.out.weight))  # fmt: skip
+    assert man["macs"]["executed_per_step"] == want
+    x = np.random.default_rng(11).poisson(1.0, (80, C)).astype(np.float32)
+    onnx = res.folder / "decoder.onnx"
+    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
+    np.testing.assert_allclose(c.run(x[:30]), ort.run(x[:30]), atol=1e-5)
+    resumed = StreamingDecoder(onnx, backend="c")
+    resumed.state = c.state  # replayed: both layers' rings rebuilt
+    np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
+
+
+def test_a_stacked_gru_whose_lower_state_is_read_is_emitted_as_the_graph_computes(tmp_path):
+    # the readout also reads layer 0's final state, which a chain does not keep
+    torch.manual_seed(5)
+    model = DeepBothWindow(C, 2).eval()
+    res = _build(model, tmp_path, bins=500)
     assert "window_chain" not in res.manifest["layout"]
     assert res.manifest["verification"]["max_abs_err_vs_onnx"] <= 1e-5
+    graph = count_graph(load_decoder(res.folder / "decoder.onnx").proto).dense
+    first = _nnz(model.gru.weight_hh_l0) + _nnz(model.gru.weight_hh_l1)  # zero first states
+    assert res.manifest["macs"]["executed_per_step"] == graph - first
 
 
 def test_a_user_window_lstm_is_built_as_a_chain(tmp_path):
