@@ -80,6 +80,14 @@ class DeepWindow(WindowGRU):
         self.gru = nn.GRU(6, 5, num_layers=2, batch_first=True)
 
 
+class DeepLSTMWindow(WindowLSTM):
+    """A two-layer nn.LSTM over the window."""
+
+    def __init__(self, channels, out_dim, **kw):
+        super().__init__(channels, out_dim, **kw)
+        self.gru = nn.LSTM(6, 5, num_layers=2, batch_first=True)
+
+
 class DeepBothWindow(DeepWindow):
     """The same, read out from the final states of both layers: layer 0's is read too."""
 
@@ -263,12 +271,14 @@ def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
     np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
 
 
-def test_a_stacked_gru_over_the_window_is_a_chain_of_two_layers(tmp_path):
-    # a two-layer nn.GRU exports as two nodes over the whole window (layer 1 reading every
-    # step of layer 0, h_n[-1] picked from both layers' final states): cut into K levels of
-    # two cells, a ring per layer, only layer 0's input projection shared
+@pytest.mark.parametrize("cls", [DeepWindow, DeepLSTMWindow])
+def test_a_stacked_rnn_over_the_window_is_a_chain_of_two_layers(cls, tmp_path):
+    # a two-layer nn.GRU (nn.LSTM) exports as two nodes over the whole window (layer 1
+    # reading every step of layer 0, h_n[-1] picked from both layers' final states): cut into
+    # K levels of two cells, a ring per layer, only layer 0's input projection shared; an
+    # LSTM cell's gate products are 3h too (f·c, i·g, o·tanh(c))
     torch.manual_seed(5)
-    model = DeepWindow(C, 2).eval()
+    model = cls(C, 2).eval()
     res = _build(model, tmp_path, bins=2000)
     man = res.manifest
     assert man["layout"]["window_chain"] == {"bins": 4, "lag": 3}
