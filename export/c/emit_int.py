@@ -174,6 +174,14 @@ static void input_zero(int8_t *qx, int8_t *raw)
     return Emitted(code + (zero if lay.cached else ""), list(mat.arrays) + arrays, [mat])
 
 
+def _fits32(bias: np.ndarray, name: str, i: int, w: np.ndarray) -> None:
+    """Refuse a bias that, added to its projection of int8 inputs, could leave int32 (the C
+    adds them in 32 bits)."""
+    bound = acc_bound(w, 128).max(initial=0) + np.abs(bias).max(initial=0)
+    if bound >= 2**31:
+        raise CortexEdgeError(f"C export: cell {i}: bias {name} plus its projection exceeds int32")
+
+
 def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
     p, n = f"c{i}", cell.hidden
     ih, hh = store(f"{p}_ih", cell.w_ih, policy), store(f"{p}_hh", cell.w_hh, policy)
@@ -193,9 +201,8 @@ def _cell(cell: IntGRUCell, i: int, policy: str) -> Emitted:
             if not any(a.name == f"{p}_{key[:2]}" for a in arrays):
                 extra = [CArray(f"{p}_{key[:2]}", np.asarray(values).astype(dtype))]
         arrays += extra
-    for name, values in ((f"{p}_bi", cell.b_i), (f"{p}_bhn", cell.b_hn)):
-        if np.abs(values).max(initial=0) >= 2**31:
-            raise CortexEdgeError(f"C export: cell {i}: bias {name} does not fit int32")
+    for name, values, w in ((f"{p}_bi", cell.b_i, cell.w_ih), (f"{p}_bhn", cell.b_hn, cell.w_hh)):
+        _fits32(values, name, i, w)
         arrays.append(CArray(name, np.asarray(values).astype(np.int32)))
     sig, sig_arrays = _act(f"{p}_sig", cell.sigmoid)
     tanh, tanh_arrays = _act(f"{p}_tanh", cell.tanh)
@@ -220,8 +227,7 @@ def _lstm_cell(cell: IntLSTMCell, i: int, policy: str) -> Emitted:
                                ("s", cell.shift, np.int8)):  # fmt: skip
         consts[key], extra = _const(f"{p}_{key}", values, "j", dtype)
         arrays += extra
-    if np.abs(cell.b_i).max(initial=0) >= 2**31:
-        raise CortexEdgeError(f"C export: cell {i}: bias {p}_bi does not fit int32")
+    _fits32(cell.b_i, f"{p}_bi", i, cell.w_ih)
     arrays.append(CArray(f"{p}_bi", cell.b_i.astype(np.int32)))
     code = gate_rows_function(ih, n, 4) + "\n" + gate_rows_function(hh, n, 4)
     for name, table in (("sig", cell.sigmoid), ("tanh", cell.tanh), ("ctanh", cell.cell_tanh)):

@@ -103,7 +103,9 @@ static void layer_norm(int32_t *h, int n, int64_t eps)
 }}
 """
 
-# one GRU cell: {p} prefix, {n} hidden size, gate constants as C expressions of row index j
+# one GRU cell: {p} prefix, {n} hidden size, gate constants as C expressions of row index j;
+# a projection plus its bias is an int32 (emit_int checks its bound), so each gate product is
+# one 32x32->64 multiply
 CELL = """
 static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *h, int32_t *hq)
 {{
@@ -123,14 +125,14 @@ static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *h, int32
             rows3_{p}_hh(u, h, ah);
         }}
         for (j = u; j < 2 * {n}; j += {n}) {{ /* r then z */
-            int64_t i_ = (int64_t)ai[j / {n}] + {p}_bi[j];
-            int64_t h_ = ah[j / {n}];
-            pre[j / {n}] = i_ * {mi_rz} + h_ * {mh_rz} + ((int64_t)1 << ({s_rz} - 1));
+            const int32_t i_ = ai[j / {n}] + {p}_bi[j], h_ = ah[j / {n}];
+            pre[j / {n}] = (int64_t)i_ * {mi_rz} + (int64_t)h_ * {mh_rz}
+                           + ((int64_t)1 << ({s_rz} - 1));
             q[j / {n}] = act(&{p}_sig, pre32(pre[j / {n}], {s_rz}));
         }}
         j = 2 * {n} + u;
         g = (int64_t)q[0] * ((int64_t)ah[2] + (int64_t){p}_bhn[u]);
-        pre[0] = ((int64_t)ai[2] + {p}_bi[j]) * {mi_n};
+        pre[0] = (int64_t)(ai[2] + {p}_bi[j]) * {mi_n};
         cand = act(&{p}_tanh, pre32(pre[0] + g * {mh_n} + ((int64_t)1 << ({s_n} - 1)), {s_n}));
         hq[u] = (int32_t)asr64((int64_t)cand * (INT64_C({a}) - (int64_t)q[1] * INT64_C({b}))
                                + (int64_t)q[1] * (h ? h[u] : 0) * INT64_C({c})
@@ -154,7 +156,7 @@ static void {p}_run(const acc0_t *acc_i, const int8_t *x, const int8_t *hc, int3
         rows4_{p}_hh(u, hc, ah);
         for (k = 0; k < 4; ++k) {{
             const int j = k * {n} + u;
-            const int64_t v = ((int64_t)ai[k] + {p}_bi[j]) * {mi} + (int64_t)ah[k] * {mh};
+            const int64_t v = (int64_t)(ai[k] + {p}_bi[j]) * {mi} + (int64_t)ah[k] * {mh};
             q[k] = act(k == 2 ? &{p}_tanh : &{p}_sig, pre32(v + ((int64_t)1 << ({s} - 1)), {s}));
         }}
         c = asr64((int64_t)q[1] * hc[{n} + u] * INT64_C({f}) + (int64_t)q[0] * q[2] * INT64_C({i})

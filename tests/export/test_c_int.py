@@ -240,3 +240,12 @@ def test_aegru_int_c_bit_exact_on_10000_real_bins(tmp_path):
     err = np.abs(y_c - y_q)
     assert err.mean() <= 0.02 * y_q.std()
     assert res.manifest["verification"]["bit_exact_bins"] == 200
+
+
+def test_a_bias_that_could_leave_int32_with_its_projection_is_refused():
+    # the C adds a gate's projection and bias in 32 bits: a bias this close to 2^31 is refused
+    # before any file is written (no trained model has one; a tampered integer model might)
+    im = int_model(read_structure(small_aegru("stateful")), max_count=7)
+    im.cells[0].b_i[5] = 2**31 - 10
+    with pytest.raises(CortexEdgeError, match=r"cell 0: bias c0_bi plus its projection exceeds"):
+        emit_int.emit(im)

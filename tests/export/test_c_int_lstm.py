@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from cortexedge.errors import CortexEdgeError
 from cortexedge.export.c import build, emit_int
 from cortexedge.export.c.generate import export_c
 from cortexedge.export.c.int_extract import Quant, act_table, int_model
@@ -153,3 +154,10 @@ def test_lstm_int_c_bit_exact_on_10000_real_bins(tmp_path, request, which):
     lib = CLibrary(out / "libdecoder.so", "int", rec.y.shape[1], x.shape[1])
     ref = IntDecoder(load_int_model(out / "decoder_int.npz")).run(x)
     assert np.array_equal(lib.run(lib.states(1), x), ref)
+
+
+def test_an_lstm_bias_that_could_leave_int32_is_refused():
+    im = int_model(read_structure(small_lstm(1)), max_count=255)
+    im.cells[0].b_i[0] = -(2**31) + 5
+    with pytest.raises(CortexEdgeError, match=r"cell 0: bias c0_bi plus its projection exceeds"):
+        emit_int.emit(im)
