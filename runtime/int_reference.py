@@ -270,7 +270,10 @@ def load_int_model(path: str | os.PathLike) -> IntModel:
         raise ContractError(f"{path}: not a readable integer model ({e})") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise ContractError(f"{path}: integer model format {meta.get('format_version')} unknown")
-    return _build(IntModel, meta["fields"], arrays)
+    try:
+        return _build(IntModel, meta["fields"], arrays)
+    except (KeyError, TypeError, ValueError) as e:  # a field missing, mistyped or unknown
+        raise ContractError(f"{path}: not a readable integer model ({e})") from None
 
 
 def _flatten(obj, prefix: str, arrays: dict) -> dict:
@@ -322,7 +325,7 @@ def _item_class(candidates: list, spec: dict):
     name = spec.get("__class__", candidates[0].__name__)
     match = [c for c in candidates if c.__name__ == name]
     if not match:
-        raise ContractError(f"integer model: unknown item class {name!r}")
+        raise ValueError(f"unknown cell class {name!r}")
     return match[0]
 
 

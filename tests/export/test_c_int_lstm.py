@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from cortexedge.errors import CortexEdgeError
+from cortexedge.errors import ContractError, CortexEdgeError
 from cortexedge.export.c import build, emit_int
 from cortexedge.export.c.generate import export_c
 from cortexedge.export.c.int_extract import Quant, act_table, int_model
@@ -161,3 +161,25 @@ def test_an_lstm_bias_that_could_leave_int32_is_refused():
     im.cells[0].b_i[0] = -(2**31) + 5
     with pytest.raises(CortexEdgeError, match=r"cell 0: bias c0_bi plus its projection exceeds"):
         emit_int.emit(im)
+
+
+def test_an_lstm_int_model_file_round_trips_and_a_tampered_one_is_refused(tmp_path):
+    im = int_model(read_structure(small_lstm()), max_count=255)
+    path = tmp_path / "m.npz"
+    path.write_bytes(im.to_bytes())
+    back = load_int_model(path)
+    assert [type(c).__name__ for c in back.cells] == ["IntLSTMCell"] * 2
+    x = poisson(120, 12, seed=9, lam=2.0).astype(np.uint8)
+    assert np.array_equal(IntDecoder(back).run(x), IntDecoder(im).run(x))
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    for edit, message in ((lambda c: c.update({"__class__": "IntRNNCell"}), "'IntRNNCell'"),
+                          (lambda c: c.pop("blend"), "'blend'")):  # fmt: skip
+        bad = json.loads(json.dumps(meta))
+        edit(bad["fields"]["cells"][0])
+        arrays["__meta__"] = np.frombuffer(json.dumps(bad).encode(), np.uint8)
+        np.savez(tmp_path / "bad.npz", **arrays)
+        refused = rf"bad.npz: not a readable integer model .*{message}"
+        with pytest.raises(ContractError, match=refused):
+            load_int_model(tmp_path / "bad.npz")
