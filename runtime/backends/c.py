@@ -17,8 +17,9 @@ the C code with the same API as the other backends.
   takes it first and falls back to its general path for any bin it does not take.
 - States: the shim keeps a copy of the last raw samples (the graph's `buffer`), and stateful
   hidden states are read/written through the shim (dequantized/quantized on the integer
-  path). Writing a state resets the decoder and replays the buffer, which rebuilds the C
-  state exactly (window chains included).
+  path; a manifest entry's `layers` are the shim's indices, an LSTM's c after all the h).
+  Writing a state resets the decoder and replays the buffer, which rebuilds the C state
+  exactly (window chains included).
 """
 
 from __future__ import annotations
