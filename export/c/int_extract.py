@@ -70,14 +70,21 @@ def act_quant(proxy) -> Quant:
 
 
 def weight_quant(layer) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 weights [out, in], per-row weight scales [out]) of a brevitas QuantLinear."""
+    """(int8 weights [out, in], per-row weight scales [out]) of a brevitas QuantLinear.
+
+    A row pruned to zero multiplies nothing, so its scale is free; a per-channel quantizer
+    gives it a vanishing one, which would put its bias at ~1e13 accumulator units: such a row
+    takes the matrix's largest scale instead (the same real values)."""
     with torch.no_grad():
         qt = layer.quant_weight()
     if float(torch.as_tensor(qt.zero_point).abs().max()) != 0.0:
         raise CortexEdgeError("C export: asymmetric weight quantizers are not supported")
     w = qt.int().cpu().numpy().astype(np.int8)
     scale = np.broadcast_to(qt.scale.detach().cpu().double().numpy().reshape(-1), (w.shape[0],))
-    return w, scale.copy()
+    scale, zero = scale.copy(), ~w.any(axis=1)
+    if zero.any():
+        scale[zero] = scale[~zero].max() if (~zero).any() else 1.0
+    return w, scale
 
 
 def _bias(layer, n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from cortexedge.export.c.model_ir import read_structure
 from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.int_reference import IntDecoder, IntLSTMCell, Requant, load_int_model
-from cortexedge.train.models.rnn import LSTMDecoder
+from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
 from tests.export.c_helpers import prune_half, ptq
 
 
@@ -183,3 +183,30 @@ def test_an_lstm_int_model_file_round_trips_and_a_tampered_one_is_refused(tmp_pa
         refused = rf"bad.npz: not a readable integer model .*{message}"
         with pytest.raises(ContractError, match=refused):
             load_int_model(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("cls", [GRUDecoder, LSTMDecoder])
+def test_a_row_pruned_to_zero_under_per_channel_scales_builds(tmp_path, cls):
+    # a row that structured pruning emptied gets a vanishing per-channel scale from brevitas;
+    # its bias must not be counted in those units (it was ~1e13 and refused as beyond int32)
+    from cortexedge.compress.qat import calibrate, quantize
+    from cortexedge.compress.quant_gru import QuantSpec
+
+    torch.manual_seed(2)
+    model = cls(12, hidden=8, layers=2, transform="log1p").eval()
+    with torch.no_grad():
+        model.rnn.weight_ih_l1[3].zero_()
+    quantize(model, QuantSpec(per_channel=True))
+    calibrate(model, [torch.tensor(poisson(400, 12))[None]])
+    model.eval()
+    im = int_model(read_structure(model), max_count=255)
+    assert not im.cells[1].w_ih[3].any() and np.abs(im.cells[1].b_i).max() < 2**24
+    for name, text in emit_int.emit(im).files().items():
+        (tmp_path / name).write_text(text)
+    lib = CLibrary(build.host_library(tmp_path), "int", 2, 12)
+    x = poisson(400, 12, seed=12, lam=2.0)
+    ref = IntDecoder(im).run(x)
+    assert np.array_equal(lib.run(lib.states(1), x), ref)
+    with torch.no_grad():
+        want = model(torch.tensor(x)[None])[0].numpy()
+    assert np.abs(ref * im.out_scale - want).mean() <= 0.02 * want.std()
