@@ -80,6 +80,21 @@ class CGraph:
     accepted: tuple[float | None, float | None] = (None, None)  # the values the step takes
 
 
+def readers(g: CGraph) -> dict[str, list[CNode]]:
+    """Tensor name -> the nodes that read it (constants left out)."""
+    out: dict[str, list[CNode]] = {}
+    for n in g.nodes:
+        for t in n.inputs:
+            if t is not None and not t.const:
+                out.setdefault(t.name, []).append(n)
+    return out
+
+
+def producers(g: CGraph) -> dict[str, CNode]:
+    """Tensor name -> the node that writes it."""
+    return {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+
+
 def initial_feeds(loaded: LoadedModel) -> dict[str, np.ndarray]:
     """The step graph's feeds for one stream at its start: a zero bin, the initial states."""
     x = np.zeros((1, *loaded.meta.input.shape), dtype=np.float32)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cortexedge.export.c import float_math
+from cortexedge.export.c import float_math, graph_ir
 from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor
 
 CHAIN = "UnaryChain"  # the op type of a fused chain in the emitted node list
@@ -63,11 +63,7 @@ def _propagate(g: CGraph, whole: set[str]) -> set[str]:
 
 def chains(g: CGraph, whole: set[str]) -> dict[str, list[CNode]]:
     """First node name -> the unary chain it starts (at least one costly op)."""
-    readers: dict[str, list[CNode]] = {}
-    for node in g.nodes:
-        for t in node.inputs:
-            if t is not None:
-                readers.setdefault(t.name, []).append(node)
+    readers = graph_ir.readers(g)
     outputs = {g.y.name, *(s.output.name for s in g.states)}
     found, taken = {}, set()
     for node in g.nodes:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cortexedge.errors import ContractError
-from cortexedge.export.c import float_math, graph_ops
+from cortexedge.export.c import float_math, graph_ir, graph_ops
 from cortexedge.export.c.graph_ir import CGraph, CNode, Tensor, initial_feeds
 from cortexedge.export.c.graph_rnn import PROJECTED, zero_state
 from cortexedge.runtime.model import LoadedModel
@@ -80,15 +80,6 @@ class Chain:
         return self.window.size // self.lag
 
 
-def _readers(g: CGraph) -> dict[str, list[CNode]]:
-    out: dict[str, list[CNode]] = {}
-    for n in g.nodes:
-        for t in n.inputs:
-            if t is not None and not t.const:
-                out.setdefault(t.name, []).append(n)
-    return out
-
-
 def _live(g: CGraph) -> CGraph:
     """`g` without the nodes nothing reads (a Gather left for a Shape the reader folded)."""
     need = {g.y.name, *(s.output.name for s in g.states)}
@@ -104,7 +95,7 @@ def _picked(g: CGraph) -> CGraph:
     """`g` with each Gather of one constant index from a Concat of size-1 slices along its axis
     replaced by a Reshape of the slice it picks (how torch exports h_n[-1] of a stacked RNN:
     the layers below are then read by nothing)."""
-    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+    producer = graph_ir.producers(g)
     nodes = []
     for n in g.nodes:
         src = producer.get(n.input(0).name) if n.op_type == "Gather" else None
@@ -279,8 +270,7 @@ def find(g: CGraph, loaded: LoadedModel, node_macs: dict[str, int]) -> Chain | N
     """The window chain of `g` (the C IR of `loaded`'s step graph), or None; `node_macs`: dense
     MACs per node name (the graph's own count)."""
     g = _live(_picked(g))
-    readers = _readers(g)
-    producer = {t.name: n for n in g.nodes for t in n.outputs if t is not None}
+    readers, producer = graph_ir.readers(g), graph_ir.producers(g)
     cells = _cells(g, readers, producer)
     if cells is None:
         return None
