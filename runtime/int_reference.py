@@ -101,8 +101,28 @@ class IntLinear:
         return self.rq(acc) if self.rq is not None else acc + self.bias
 
 
+class _Cell:
+    """What the GRU and LSTM cells share: `parts` state vectors per layer (h; h and c), and
+    the input projection (int8 inputs times w_ih, int64 accumulators)."""
+
+    parts = 1
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+
+    @property
+    def hidden(self) -> int:
+        return self.w_hh.shape[1]
+
+    @property
+    def state_width(self) -> int:
+        return self.parts * self.hidden
+
+    def input_projection(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.w_ih.T.astype(np.int64)
+
+
 @dataclass
-class IntGRUCell:
+class IntGRUCell(_Cell):
     """One quantized GRU cell (torch gate order r, z, n) with optional LayerNorm and two heads."""
 
     w_ih: np.ndarray
@@ -119,17 +139,6 @@ class IntGRUCell:
     out: Requant
     state_scale: float  # real value of one state LSB (to read/write states as floats)
     ln_eps: int | None = None  # eps in Q32; None: no LayerNorm
-
-    @property
-    def hidden(self) -> int:
-        return self.w_hh.shape[1]
-
-    @property
-    def state_width(self) -> int:
-        return self.hidden
-
-    def input_projection(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.w_ih.T.astype(np.int64)
 
     def __call__(self, acc_i: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Input projection acc_i [B, 3H] and int8 state h [B, H] -> Q16 cell output [B, H]."""
@@ -148,13 +157,14 @@ class IntGRUCell:
 
 
 @dataclass
-class IntLSTMCell:
+class IntLSTMCell(_Cell):
     """One quantized LSTM cell (torch gate order i, f, g, o) with two heads.
 
     Its state row is [h, c] (2H int8) and its output [h', c'] (2H values in Q16); `state`
     requantizes both halves (h to the state quantizer, c to the cell quantizer) and `out`
     the first half (h') to the next layer's input."""
 
+    parts = 2
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_i: np.ndarray  # b_ih + b_hh in accumulator units
@@ -169,17 +179,6 @@ class IntLSTMCell:
     out: Requant
     state_scale: float  # real value of one h LSB
     cell_scale: float  # real value of one c LSB
-
-    @property
-    def hidden(self) -> int:
-        return self.w_hh.shape[1]
-
-    @property
-    def state_width(self) -> int:
-        return 2 * self.hidden
-
-    def input_projection(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.w_ih.T.astype(np.int64)
 
     def __call__(self, acc_i: np.ndarray, hc: np.ndarray) -> np.ndarray:
         """Input projection acc_i [B, 4H] and int8 state [h, c] [B, 2H] -> Q16 [h', c'] [B, 2H].
