@@ -228,20 +228,35 @@ def _real_window(cls, rec, tmp_path, bins: int, width: int, period: str):
     assert f"Sample period: {period} ms" in (res.folder / "decoder.h").read_text()
 
 
-def test_a_user_window_gru_on_the_50ms_matlab_recording(real_s1_mat_path, tmp_path):
-    # 52 channels, counts up to 15, read from its MATLAB v5 file; a 1 s window of 5 bins
+@pytest.mark.parametrize("cls", [WindowGRU, DeepWindow])
+def test_a_user_window_gru_on_the_50ms_matlab_recording(real_s1_mat_path, tmp_path, cls):
+    # 52 channels, counts up to 15, read from its MATLAB v5 file; a 1 s window of 5 bins;
+    # one GRU layer, or two (a chain of two layers)
     from cortexedge.train.data.arrays import read
 
     rec = read(real_s1_mat_path, x="spikes", y="vel", bin_ms=50.0)
-    _real_window(WindowGRU, rec, tmp_path, bins=5, width=4, period="50")
+    _real_window(cls, rec, tmp_path, bins=5, width=4, period="50")
 
 
-def test_a_user_window_lstm_on_the_20ms_npz_recording(real_reaching_path, tmp_path):
+@pytest.mark.parametrize("cls", [WindowLSTM, DeepLSTMWindow])
+def test_a_user_window_lstm_on_the_20ms_npz_recording(real_reaching_path, tmp_path, cls):
     # 98 units, counts up to 7, a test split of 3,494 bins; a 600 ms window of 5 bins of 6 samples
     from cortexedge.train.data.readers import read
 
     rec = read(str(real_reaching_path))
-    _real_window(WindowLSTM, rec, tmp_path, bins=5, width=6, period="20")
+    _real_window(cls, rec, tmp_path, bins=5, width=6, period="20")
+
+
+def _replay_matches_onnxruntime(res, seed: int) -> None:
+    """30 bins, then the state into a fresh C decoder (replayed: every layer's ring rebuilt),
+    which continues as onnxruntime does."""
+    x = np.random.default_rng(seed).poisson(1.0, (80, C)).astype(np.float32)
+    onnx = res.folder / "decoder.onnx"
+    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
+    np.testing.assert_allclose(c.run(x[:30]), ort.run(x[:30]), atol=1e-5)
+    resumed = StreamingDecoder(onnx, backend="c")
+    resumed.state = c.state
+    np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
 
 
 def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
@@ -262,13 +277,7 @@ def test_a_two_layer_aegru_window_is_a_chain_of_two_layers(tmp_path):
     assert man["macs"]["executed_per_step"] == want
     # the doubled window, then rings for levels 1 .. K-1 of both layers, the slot
     assert man["memory"]["state_bytes"] == 4 * (2 * 2 * C + (k - 1) * 2 * 2 * h) + 8
-    x = np.random.default_rng(10).poisson(1.0, (80, C)).astype(np.float32)
-    onnx = res.folder / "decoder.onnx"
-    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
-    np.testing.assert_allclose(c.run(x[:30]), ort.run(x[:30]), atol=1e-5)
-    resumed = StreamingDecoder(onnx, backend="c")
-    resumed.state = c.state  # replayed: both layers' rings rebuilt
-    np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
+    _replay_matches_onnxruntime(res, seed=10)
 
 
 @pytest.mark.parametrize("cls", [DeepWindow, DeepLSTMWindow])
@@ -288,13 +297,7 @@ def test_a_stacked_rnn_over_the_window_is_a_chain_of_two_layers(cls, tmp_path):
             + (k - 1) * (_nnz(gru.weight_hh_l0) + _nnz(gru.weight_hh_l1)) + 2 * k * 3 * h
             + _nnz(model.out.weight))  # fmt: skip
     assert man["macs"]["executed_per_step"] == want
-    x = np.random.default_rng(11).poisson(1.0, (80, C)).astype(np.float32)
-    onnx = res.folder / "decoder.onnx"
-    c, ort = StreamingDecoder(onnx, backend="c"), StreamingDecoder(onnx, backend="ort")
-    np.testing.assert_allclose(c.run(x[:30]), ort.run(x[:30]), atol=1e-5)
-    resumed = StreamingDecoder(onnx, backend="c")
-    resumed.state = c.state  # replayed: both layers' rings rebuilt
-    np.testing.assert_allclose(resumed.run(x[30:]), ort.run(x[30:]), atol=1e-5)
+    _replay_matches_onnxruntime(res, seed=11)
 
 
 def test_a_stacked_gru_whose_lower_state_is_read_is_emitted_as_the_graph_computes(tmp_path):
