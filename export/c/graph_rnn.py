@@ -81,7 +81,7 @@ def _gru_before_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h
             h[j] = (1.0f - z) * n + z * h[j];
         }}"""
     zero = "memset(hr, 0, sizeof hr);" if skip else ""
-    return f"float xw[{3 * h}], hr[{3 * h}];", zero, _guarded(f"mv_{mr}(h, hr);", skip), gate
+    return f"float hr[{3 * h}];", zero, _guarded(f"mv_{mr}(h, hr);", skip), gate
 
 
 def _gru_after_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h: int,
@@ -100,7 +100,7 @@ def _gru_after_reset(ctx, node: CNode, r: np.ndarray, rb: np.ndarray, d: int, h:
             h[j] = (1.0f - zz[j]) * n + zz[j] * h[j];
         }}"""
     zero = "memset(hr, 0, sizeof hr);\n    memset(hn, 0, sizeof hn);" if skip else ""
-    temps = f"float xw[{3 * h}], hr[{2 * h}], zz[{h}], rh[{h}], hn[{h}];"
+    temps = f"float hr[{2 * h}], zz[{h}], rh[{h}], hn[{h}];"
     return temps, zero, _guarded(f"mv_{mzr}(h, hr);", skip), gate
 
 
@@ -117,22 +117,22 @@ def _gru(node: CNode, ctx) -> str:
                                         zero_state(h0))  # fmt: skip
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h")])
         init = _init(ctx, h0, d, h, "h") + (f"\n    {zero}" if zero else "")
-        project, wbias = _projection(ctx, node, d, steps, bias[: 3 * h], "wb")
-        blocks.append(_loop(steps, rev[d], f"float h[{h}];\n    {temps}", init, project, wbias,
-                            3 * h, recur, gate, store, ends))  # fmt: skip
+        xw, project, wbias = _projection(ctx, node, d, steps, bias[: 3 * h], "wb")
+        blocks.append(_loop(steps, rev[d], f"float h[{h}];\n    {xw}\n    {temps}", init,
+                            project, wbias, 3 * h, recur, gate, store, ends))  # fmt: skip
     return "\n".join(blocks)
 
 
 def _projection(ctx, node: CNode, d: int, steps: int, bias: np.ndarray, hint: str):
-    """(statement filling xw with step t's W·x, name of the bias to add or None): the input
-    projection of direction d, or a window chain level's, computed once for every level
-    with its biases (input PROJECTED)."""
+    """(declaration of xw, statement giving it step t's W·x, name of the bias to add or None):
+    the input projection of direction d, or a window chain level's, computed once for every
+    level with its biases (input PROJECTED), which xw then points at instead of a copy."""
     x, w, shared = node.input(0), node.input(1), node.input(PROJECTED)
     if shared is not None:
-        return f"memcpy(xw, {ctx.ref(shared)} + t * {len(bias)}, sizeof xw);", None
+        return "const float *xw;", f"xw = {ctx.ref(shared)} + t * {len(bias)};", None
     mw = ctx.matrix(w.value[d], f"{node.name}_w{d}", runs=steps)
     wbias = ctx.const_array(bias, f"{node.name}_{hint}{d}")
-    return f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);", wbias
+    return f"float xw[{len(bias)}];", f"mv_{mw}({ctx.ref(x)} + t * {w.shape[-1]}, xw);", wbias
 
 
 def _bias(wbias: str | None, n: int) -> str:
@@ -184,10 +184,10 @@ def _lstm(node: CNode, ctx) -> str:
         init = _init(ctx, h0, d, h, "h") + "\n    " + _init(ctx, c0, d, h, "c")
         if skip:
             init += "\n    memset(hr, 0, sizeof hr);"
-        project, wbias = _projection(ctx, node, d, steps, wb, "b")
+        xw, project, wbias = _projection(ctx, node, d, steps, wb, "b")
         store, ends = _outputs(ctx, node, d, dirs, h, [(1, "h"), (2, "c")])
-        blocks.append(_loop(steps, rev[d], f"float h[{h}], c[{h}];\n    "
-                            f"float xw[{4 * h}], hr[{4 * h}];", init, project, wbias, 4 * h,
+        blocks.append(_loop(steps, rev[d], f"float h[{h}], c[{h}];\n    {xw}\n    "
+                            f"float hr[{4 * h}];", init, project, wbias, 4 * h,
                             recur, gate, store, ends))  # fmt: skip
     return "\n".join(blocks)
 
