@@ -3,7 +3,7 @@
 Every registered family at benchmark size and the four user-written decoders of tests/users
 (imported as a user names them, `file.py:Class`), seeded initialisation (ridge and Kalman fitted
 in closed form), each exported by `to_onnx` and built in C from that graph by `export_c`; the
-GRU and LSTM decoders also as W8A8 (post-training quantized on the training split) integer C:
+GRU and LSTM decoders also as W8A8 integer C (the compress stage's post-training quantization):
 - the C outputs against onnxruntime over 10,000 test bins (the build's own verification; for
   the integer builds, against the QCDQ graph, and bit for bit against the numpy integer
   reference over the same 10,000 bins);
@@ -30,15 +30,11 @@ def _user(ref: str, channels: int, outputs: int):
 
 
 def _w8a8(model, rec):
-    """`model` quantized W8A8 by the compress stage, calibrated on the training split."""
-    import torch
+    """`model` quantized W8A8 as `cortexedge compress --bits 8` does it (post-training:
+    calibrated on the training windows, no fine-tuning)."""
+    from cortexedge.compress.recipe import Recipe, compress
 
-    from cortexedge.compress.qat import calibrate, quantize
-    from cortexedge.compress.quant_gru import QuantSpec
-
-    quantize(model, QuantSpec())
-    calibrate(model, [torch.tensor(rec.x[rec.rows("train")][:4000], dtype=torch.float32)[None]])
-    return model.eval()
+    return compress(model, rec, Recipe(bits=8, finetune_epochs=0)).model
 
 
 def _models(reaching, two_photon, aegru, stateful) -> dict:
