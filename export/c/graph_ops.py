@@ -215,7 +215,10 @@ def _lane_sum(n: int, term: str, name: str) -> str:
             p[i - {n8}] += {term};
         }}
 """
-    join = "((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]))"  # LANES = 8
+    join = [f"p[{lane}]" for lane in range(LANES)]
+    while len(join) > 1:  # pairwise: ((p[0] + p[1]) + (p[2] + p[3])) + ...
+        join = [f"({a} + {b})" for a, b in zip(join[::2], join[1::2], strict=True)]
+    join = join[0][1:-1]
     return body + f"        {name} = {join};\n    }}\n"
 
 
