@@ -96,10 +96,17 @@ def summary_lines(res: CExport) -> list[str]:
     return lines
 
 
-def state_map(meta_states, layers: int, channels: int, parts: str = "h") -> list[dict]:
+def state_map(
+    meta_states, layers: int, channels: int, parts: str = "h", declared: list | None = None
+) -> list[dict]:
     """How each graph state tensor maps onto the C state: raw-sample history or hidden state.
     `parts`: the hidden parts of a layer ("h"; "hc" for an LSTM); a hidden entry's `layers`
-    are the indices the host shim reads (part p of layer l: p · layers + l)."""
+    are the indices the host shim reads (part p of layer l: p · layers + l). `declared`: per
+    state, (part, layers) as a class's step passes them (else read from the state names)."""
+    if declared is not None:
+        return [{"name": s.name, "kind": "hidden",
+                 "layers": [parts.index(part) * layers + i for i in idx]}
+                for s, (part, idx) in zip(meta_states, declared, strict=True)]  # fmt: skip
     out = []
     for s in meta_states:
         hidden = re.fullmatch(rf"([{parts}])(\d*)", s.name)
@@ -209,8 +216,10 @@ def export_c(
     _check_budget(weights_budget, sparse, resolved)
     imodel = program = None
     if resolved == "int":  # a layer it cannot read, or a budget too small, fails before export
-        imodel = int_model(read_structure(inference_copy(model)), max_count)
+        structure = read_structure(inference_copy(model))
+        imodel = int_model(structure, max_count)
         program = emit_int.emit(imodel, sparse, weights_budget)
+        program.declared_states = structure.state_parts
     policy = sparse if weights_budget is None else f"{sparse}, weights within {weights_budget:,} B"
     with staged_folder(out) as work:
         _onnx(model_or_checkpoint, onnx_path, work / "decoder.onnx", rec, onnx_options, progress)
@@ -274,7 +283,8 @@ def _build(program, imodel, loaded: LoadedModel, work: Path, rec, verify_bins, r
                    "hidden", "layers", "enc_dim", "width", "mode", "num_steps", "lag",
                    "sample_bits")},
         "states": program.states or state_map(meta.states, lay.layers, lay.channels,
-                                              "h" if lay.state_cols == lay.hidden else "hc"),
+                                              "h" if lay.state_cols == lay.hidden else "hc",
+                                              program.declared_states),
         "storage": {"policy": policy, "matrices": [m.report() for m in program.matrices]},
         "macs": {"executed_per_step": program.macs["total"], "executed": program.macs,
                  "graph": meta.macs},

@@ -196,6 +196,25 @@ def _encoder(s: Structure, q_in: Quant, target: Quant) -> IntLinear:
     return IntLinear(w, requant(mult, offset, bound, target, lo, hi))
 
 
+def _front(s: Structure, target: Quant, max_count: int) -> tuple[np.ndarray, IntLinear]:
+    """(input table, encoder) of a class whose first layer reads bin·a + b per channel: the
+    table keeps counts as they are (int8) up to where every channel's quantized value stops
+    changing, and a diagonal encoder requantizes a·count + b into the first layer's input."""
+    a, b = (np.asarray(v, dtype=np.float64) for v in s.front)
+    counts = np.arange(max_count + 1, dtype=np.float64)[:, None]
+    q = np.clip(np.round((counts * a + b) / target.scale), target.qmin, target.qmax)
+    change = np.nonzero(np.any(np.diff(q, axis=0) != 0, axis=1))[0]
+    top = int(change[-1]) + 1 if len(change) else 0
+    if top > 127:
+        raise CortexEdgeError(
+            f"C export: {s.family}'s input quantizer still changes at {top} counts; the "
+            "integer path keeps a bin's counts as int8 before its affine front end (<= 127)"
+        )
+    eye = np.eye(s.channels, dtype=np.int8)
+    rq = requant(a / target.scale, b / target.scale, float(max(top, 1)), target)
+    return np.arange(top + 1, dtype=np.int8), IntLinear(eye, rq)
+
+
 def _largest(q: Quant) -> int:
     return max(abs(q.qmin), q.qmax)
 
@@ -303,12 +322,20 @@ def int_model(s: Structure, max_count: int = 255) -> IntModel:
     extract = [next((f for t, f in CELLS.items() if isinstance(c, t)), None) for c in s.cells]
     if None in extract:
         raise CortexEdgeError("C export: the integer path needs every recurrent layer quantized")
-    first = s.encoder.input_quant if s.encoder is not None else s.cells[0].input_quant.act_quant
-    q_in = act_quant(first)
-    lut = input_table(s.transform, first, s.width, max_count)
+    widths = sorted({c.hidden_size for c in s.cells})
+    if len(widths) > 1:
+        raise CortexEdgeError(
+            f"C export: the integer path needs its recurrent layers of one width (got {widths})"
+        )
     inputs = [act_quant(c.input_quant.act_quant) for c in s.cells]
     q_out = act_quant(s.readout.input_quant)
-    encoder = _encoder(s, q_in, inputs[0]) if s.encoder is not None else None
+    if s.front is not None:
+        lut, encoder = _front(s, inputs[0], max_count)
+    else:
+        first = s.encoder.input_quant if s.encoder is not None else s.cells[0].input_quant
+        first = getattr(first, "act_quant", first)
+        lut = input_table(s.transform, first, s.width, max_count)
+        encoder = _encoder(s, act_quant(first), inputs[0]) if s.encoder is not None else None
     targets = inputs[1:] + [q_out]
     layers = zip(s.cells, s.norms, inputs, targets, strict=True)
     cells = [f(c, norm, q_x, t) for f, (c, norm, q_x, t) in zip(extract, layers, strict=True)]

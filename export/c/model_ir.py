@@ -12,7 +12,8 @@ a model with a layer the generator cannot emit fails with one line naming that l
 Streaming: "stateful" carries each layer's hidden state; "window" (AEGRU's published mode)
 reruns the GRU from zero over `num_steps` bins `lag` samples apart at every sample (see
 cortexedge.runtime.int_reference for the chain cache that makes this cheap).
-The integer IR comes from `int_extract.int_model`. (The float path reads the exported step
+A class without a family reader (a user's) is read from what its `step` calls instead
+(`declared_ir.read_declared`). The integer IR comes from `int_extract.int_model`. (The float path reads the exported step
 graph instead: graph_ir.py.)
 """
 
@@ -75,6 +76,8 @@ class Structure:
     norms: list  # LayerNorm or None per cell
     readout: nn.Module
     quantized: bool
+    front: tuple | None = None  # (a, b) [C]: the first layer reads bin·a + b (a class's own)
+    state_parts: list | None = None  # per graph state: (part "h"/"c", C layers); None: by name
 
 
 @dataclass
@@ -87,7 +90,8 @@ class _GRULayer:
     bias_hh: object
 
 
-def _rnn_layers(rnn: nn.Module, name: str) -> list:
+def rnn_layers(rnn: nn.Module, name: str) -> list:
+    """The layers of a GRU / LSTM stack `name` as cells (a refusal names what cannot stream)."""
     if getattr(rnn, "bidirectional", False):
         raise CortexEdgeError(
             f"C export: layer '{name}' is a bidirectional {type(rnn).__name__}, which cannot stream"
@@ -102,7 +106,8 @@ def _rnn_layers(rnn: nn.Module, name: str) -> list:
     return [_GRULayer(*(getattr(rnn, f"{p}_l{k}") for p in names)) for k in range(rnn.num_layers)]
 
 
-def _is_quantized(model: nn.Module) -> bool:
+def is_quantized(model: nn.Module) -> bool:
+    """Whether any layer of `model` carries a weight quantizer (a QAT model)."""
     return any(hasattr(m, "quant_weight") for m in model.modules())
 
 
@@ -120,7 +125,7 @@ def _read_aegru(model: nn.Module) -> Structure:
         num_steps=model.num_steps if window else 1, lag=model.bin_width,
         transform="log_softplus", encoder=model.encoder, norm=model.norm, clamp=ENCODER_CLAMP,
         cells=list(model.cells), norms=list(model.cell_norms), readout=model.readout,
-        quantized=_is_quantized(model),
+        quantized=is_quantized(model),
     )  # fmt: skip
 
 
@@ -133,12 +138,12 @@ def _read_recurrent(model: nn.Module) -> Structure:
     transform = model.config()["transform"]
     if transform not in TRANSFORMS:
         raise CortexEdgeError(f"C export: input transform '{transform}' cannot be emitted")
-    cells = _rnn_layers(model.rnn, "rnn")
+    cells = rnn_layers(model.rnn, "rnn")
     return Structure(
         family=type(model).__name__, channels=model.in_channels, width=1, mode="stateful",
         num_steps=1, lag=1, transform=transform, encoder=None, norm=None, clamp=None,
         cells=cells, norms=[None] * len(cells), readout=model.readout,
-        quantized=_is_quantized(model),
+        quantized=is_quantized(model),
     )  # fmt: skip
 
 
@@ -155,15 +160,10 @@ def read_structure(model: nn.Module) -> Structure:
     from cortexedge.train.checkpoint import registered_name
 
     reader = MODEL_READERS.get(registered_name(model) or "")
-    if reader is None:
-        for name, module in model.named_modules():
-            if name and not list(module.children()):
-                layer_kind(module, name)
-        raise CortexEdgeError(
-            f"C export: the integer path has no reader for model class {type(model).__name__} "
-            f"(it reads the QAT families {', '.join(sorted(MODEL_READERS))}; the float path "
-            "builds any exported step graph)"
-        )
+    if reader is None:  # a class of the user's: read from what its step calls
+        from cortexedge.export.c.declared_ir import read_declared
+
+        return read_declared(model)
     if getattr(model, "aux", None) is not None:
         raise CortexEdgeError("C export: pass the inference module (training-only parts attached)")
     return reader(model)

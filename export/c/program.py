@@ -44,6 +44,8 @@ class Program:
     macs: dict = field(default_factory=dict)
     states: list[dict] | None = None  # the C state per graph state (None: the layer IR's map)
     describe: dict | None = None  # the manifest's "layout" (None: the layer IR's sizes)
+    declared_states: list | None = None  # (part, layers) per graph state, as a class's step
+    # passes them to its layers (None: read from the graph's state names)
 
     def files(self) -> dict[str, str]:
         """File name -> text of the device sources and the host shim."""

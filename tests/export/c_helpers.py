@@ -29,6 +29,20 @@ def real_rows(n: int) -> np.ndarray:
     return rec.x[:n].astype(np.float32)
 
 
+def real_recording(which: str, request) -> tuple:
+    """(Recording, largest count) of a real recording: "npz" (20 ms) or "mat" (50 ms MATLAB);
+    the fixtures skip with a reason when the file is absent."""
+    if which == "npz":
+        from cortexedge.train.data.readers import read
+
+        rec = read(str(request.getfixturevalue("real_reaching_path")))
+    else:
+        from cortexedge.train.data.arrays import read
+
+        rec = read(request.getfixturevalue("real_s1_mat_path"), x="spikes", y="vel", bin_ms=50.0)
+    return rec, int(rec.x.max())
+
+
 def prune_half(model: torch.nn.Module) -> None:
     """Zero the smaller half of every weight matrix (magnitude pruning, per matrix)."""
     with torch.no_grad():

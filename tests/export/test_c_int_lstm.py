@@ -20,7 +20,7 @@ from cortexedge.runtime import StreamingDecoder
 from cortexedge.runtime.backends.c import CLibrary
 from cortexedge.runtime.int_reference import IntDecoder, IntLSTMCell, Requant, load_int_model
 from cortexedge.train.models.rnn import GRUDecoder, LSTMDecoder
-from tests.export.c_helpers import prune_half, ptq
+from tests.export.c_helpers import prune_half, ptq, real_recording
 
 
 def poisson(rows: int, channels: int, seed: int = 0, lam: float = 1.0) -> np.ndarray:
@@ -125,25 +125,13 @@ def test_lstm_h_and_c_through_the_state_api(tmp_path):
     assert np.array_equal(b.run(x[150:]), a.run(x[150:]))
 
 
-def _real(which: str, request) -> tuple:
-    if which == "npz":
-        from cortexedge.train.data.readers import read
-
-        rec = read(str(request.getfixturevalue("real_reaching_path")))
-    else:
-        from cortexedge.train.data.arrays import read
-
-        rec = read(request.getfixturevalue("real_s1_mat_path"), x="spikes", y="vel", bin_ms=50.0)
-    return rec, int(rec.x.max())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["npz", "mat"])
 def test_lstm_int_c_bit_exact_on_10000_real_bins(tmp_path, request, which):
     """A pruned W8A8 LSTM decoder on each real recording (20 ms .npz, 98 units; 50 ms MATLAB,
     52 channels): the C equals the numpy reference over 10,000 bins, and stays close to
     onnxruntime on the QCDQ graph; the header gives the recording's bin width."""
-    rec, top = _real(which, request)
+    rec, top = real_recording(which, request)
     x = rec.x[:10_000].astype(np.float32)
     model = small_lstm(1, x.shape[1], hidden=16, calib=x[:800])
     out = tmp_path / "c"
